@@ -1,0 +1,343 @@
+//! Wire types: field names and casing exactly as the IO app and issuers' clients expect
+//! (contract §4.3). Absent optional values are omitted, not `null`.
+
+use axum::extract::FromRequest;
+use axum::http::Request;
+use cashback_domain::{AwardPeriod, Money};
+use cashback_store::{Citizen, Instrument};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// RFC 3339 / ISO-8601 with offset, UTC, millisecond precision: `2020-12-08T09:00:00.123Z`.
+pub fn timestamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+pub fn date(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
+/// Euro amount as a JSON number: an integer when whole (the spec's integers), else decimals.
+pub fn euros(m: Money) -> serde_json::Number {
+    if m.cents() % 100 == 0 {
+        serde_json::Number::from(m.cents() / 100)
+    } else {
+        serde_json::Number::from_f64(m.to_euros_f64()).unwrap_or_else(|| serde_json::Number::from(0))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CitizenResource {
+    pub enabled: bool,
+    pub fiscal_code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payoff_instr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payoff_instr_type: Option<String>,
+    #[serde(rename = "timestampTC")]
+    pub timestamp_tc: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CitizenResourceV2 {
+    pub enabled: bool,
+    pub fiscal_code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payoff_instr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payoff_instr_type: Option<String>,
+    #[serde(rename = "timestampTC")]
+    pub timestamp_tc: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub technical_account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub technical_account_holder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_card_id: Option<String>,
+    /// NOREQ, ACCEPTED or DENIED.
+    pub opt_in_status: String,
+}
+
+impl CitizenResource {
+    pub fn from(c: &Citizen) -> Self {
+        Self {
+            enabled: c.enabled,
+            fiscal_code: c.fiscal_code.as_str().to_owned(),
+            payoff_instr: c.payoff.as_ref().map(|p| p.iban.clone()),
+            payoff_instr_type: c.payoff.as_ref().map(|p| p.instr_type.clone()),
+            timestamp_tc: timestamp(c.timestamp_tc),
+        }
+    }
+}
+
+/// How a v2 citizen is presented (bpd-domain §3.2 "technical account presentation").
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The citizen app: `technicalAccount` = "Conto gestito da " + holder.
+    Io,
+    /// An issuer without `flagTechnicalAccount`: holder and card id hidden.
+    Issuer,
+    /// An issuer with `flagTechnicalAccount=true`: IBAN masked as "CONTO TECNICO".
+    IssuerTechnical,
+}
+
+impl CitizenResourceV2 {
+    pub fn from(c: &Citizen, audience: Audience) -> Self {
+        let p = c.payoff.as_ref();
+        let holder = p.and_then(|p| p.technical_account_holder.clone());
+        let (payoff_instr, technical_account, technical_account_holder, issuer_card_id) = match audience {
+            Audience::Io => (
+                p.map(|p| p.iban.clone()),
+                holder.as_ref().map(|h| format!("Conto gestito da {h}")),
+                holder.clone(),
+                p.and_then(|p| p.issuer_card_id.clone()),
+            ),
+            Audience::Issuer => (p.map(|p| p.iban.clone()), None, None, None),
+            Audience::IssuerTechnical => (
+                p.map(|p| if holder.is_some() { "CONTO TECNICO".to_owned() } else { p.iban.clone() }),
+                None,
+                holder.clone(),
+                p.and_then(|p| p.issuer_card_id.clone()),
+            ),
+        };
+        Self {
+            enabled: c.enabled,
+            fiscal_code: c.fiscal_code.as_str().to_owned(),
+            payoff_instr,
+            payoff_instr_type: p.map(|p| p.instr_type.clone()),
+            timestamp_tc: timestamp(c.timestamp_tc),
+            technical_account,
+            technical_account_holder,
+            issuer_card_id,
+            opt_in_status: c.opt_in_status.as_str().to_owned(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CitizenPutV2 {
+    /// NOREQ, ACCEPTED or DENIED.
+    pub opt_in_status: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CitizenPatch {
+    pub payoff_instr: String,
+    pub payoff_instr_type: String,
+    #[serde(rename = "accountHolderCF")]
+    pub account_holder_cf: String,
+    pub account_holder_name: String,
+    pub account_holder_surname: String,
+    /// Issuers only: the refund goes to an account the issuer manages; skips the holder check.
+    #[serde(default)]
+    pub technical_account_holder: Option<String>,
+    /// Issuers only, at most 20 characters.
+    #[serde(default)]
+    pub issuer_card_id: Option<String>,
+    /// HB v2 only: the citizen's fiscal code.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CitizenPatchResource {
+    /// OK, KO or UNKNOWN_PSP.
+    pub validation_status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentInstrumentResource {
+    pub hpan: String,
+    #[serde(rename = "fiscalCode")]
+    pub fiscal_code: String,
+    #[serde(rename = "activationDate")]
+    pub activation_date: String,
+    #[serde(rename = "deactivationDate", skip_serializing_if = "Option::is_none")]
+    pub deactivation_date: Option<String>,
+    /// ACTIVE or INACTIVE (the app reads the capitalised `Status`).
+    #[serde(rename = "Status")]
+    pub status_capital: String,
+    /// Same as `Status`, for clients of the lower-case form.
+    pub status: String,
+    #[serde(rename = "tokenizedInstruments")]
+    pub tokenized_instruments: Vec<String>,
+}
+
+impl PaymentInstrumentResource {
+    pub fn from(i: &Instrument) -> Self {
+        Self {
+            hpan: i.hpan.as_str().to_owned(),
+            fiscal_code: i.fiscal_code.as_str().to_owned(),
+            activation_date: timestamp(i.activation_date),
+            deactivation_date: i.deactivation_date.map(timestamp),
+            status_capital: i.status.as_str().to_owned(),
+            status: i.status.as_str().to_owned(),
+            tokenized_instruments: Vec::new(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollPaymentInstrumentResource {
+    pub activation_date: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChannelCountResource {
+    pub channel: String,
+    pub count: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwardPeriodResource {
+    pub award_period_id: i64,
+    pub start_date: String,
+    pub end_date: String,
+    pub min_transaction_number: u32,
+    /// Super Cashback prize, euros.
+    #[schema(value_type = f64)]
+    pub max_amount: serde_json::Number,
+    pub min_position: u32,
+    #[schema(value_type = f64)]
+    pub max_transaction_cashback: serde_json::Number,
+    #[schema(value_type = f64)]
+    pub max_period_cashback: serde_json::Number,
+    pub cashback_percentage: u32,
+    pub grace_period: u32,
+    /// INACTIVE, ACTIVE, CLOSED, and WAITING (v2 only) during the grace period.
+    pub status: String,
+    #[schema(value_type = f64)]
+    pub max_transaction_evaluated: serde_json::Number,
+}
+
+impl AwardPeriodResource {
+    pub fn from(p: &AwardPeriod, today: time::Date, with_waiting: bool) -> Self {
+        Self {
+            award_period_id: p.id,
+            start_date: date(p.start),
+            end_date: date(p.end),
+            min_transaction_number: p.min_transaction_number,
+            max_amount: euros(p.max_amount),
+            min_position: p.min_position,
+            max_transaction_cashback: euros(p.max_transaction_cashback),
+            max_period_cashback: euros(p.max_period_cashback),
+            cashback_percentage: p.cashback_percentage,
+            grace_period: p.grace_period_days,
+            status: p.status_on(today, with_waiting).as_str().to_owned(),
+            max_transaction_evaluated: euros(p.max_transaction_evaluated),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HbCitizenV2Body {
+    /// The citizen's fiscal code.
+    pub id: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelBody {
+    pub channel: Option<String>,
+}
+
+/// Card enrollment by an issuer (contract §4.5). The PAN is hashed on arrival and never stored.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HbCardEnroll {
+    /// The clear PAN.
+    pub id: String,
+    pub fiscal_code: String,
+    #[serde(default)]
+    pub expire_year: Option<String>,
+    /// Sic: the original API's spelling.
+    #[serde(default)]
+    pub exprire_month: Option<String>,
+    #[serde(default)]
+    pub issuer_abi_code: Option<String>,
+    /// VISA, MASTERCARD, MAESTRO, VISA_ELECTRON, AMEX, OTHER or PAGOBANCOMAT.
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub holder: Option<String>,
+    /// PP, DEB or CRD.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub token_pan_list: Option<Vec<serde_json::Value>>,
+    #[serde(default, rename = "PAR")]
+    pub par: Option<String>,
+}
+
+impl std::fmt::Debug for HbCardEnroll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HbCardEnroll").field("id", &"<redacted>").finish_non_exhaustive()
+    }
+}
+
+/// The dev identity mock's user record (io-backend `GET /bpd/api/v1/user` shape).
+#[derive(Serialize, ToSchema)]
+pub struct UserInfo {
+    pub fiscal_code: String,
+    pub name: String,
+    pub family_name: String,
+}
+
+/// A JSON body that may be empty (`None`), parsed with errors that name the field.
+/// Any `Content-Type` is accepted when the body is JSON: the original clients are not uniform.
+pub struct JsonBody<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<axum::body::Body>, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            ApiError::new(status, format!("request body: {}", e.body_text()))
+        })?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(JsonBody(None));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(v) => Ok(JsonBody(Some(v))),
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path.is_empty() || path == "." {
+                    Err(ApiError::bad_request(format!("request body: {inner}")))
+                } else {
+                    Err(ApiError::field(axum::http::StatusCode::BAD_REQUEST, path, inner))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Pure domain of the cashback platform.
+//!
+//! Invariants: no I/O, no clock (every "now" / "today" is a parameter), no SQL, no serde.
+//! Every value type here can only be built valid, through its `parse`/`new` constructor.
+
+pub mod calendar;
+pub mod enrollment;
+pub mod error;
+pub mod fiscal_code;
+pub mod iban;
+pub mod money;
+pub mod pan;
+pub mod period;
+
+pub use error::ValidationError;
+pub use fiscal_code::FiscalCode;
+pub use iban::Iban;
+pub use money::Money;
+pub use pan::{Hpan, Pan};
+pub use period::{AwardPeriod, AwardPeriodStatus};

@@ -1,0 +1,490 @@
+//! PostgreSQL backend of the cashback [`Store`], the twin of `cashback-store-sqlite`.
+//!
+//! * A sqlx [`PgPool`]; every trait method is **one transaction**: multi-statement operations
+//!   run between `BEGIN` and `COMMIT` (READ COMMITTED), single-statement reads and writes run in
+//!   autocommit, which is a transaction of its own.
+//! * Races between nodes are settled by row locks (see the `ops` module for the lock order). A
+//!   transaction that lost an insert race, or hit a serialization failure or deadlock, is rolled
+//!   back and run again from the start, at most [`MAX_ATTEMPTS`] times; then the caller gets
+//!   [`StoreError::Busy`].
+//! * Migrations run at start-up in one transaction under a transaction-scoped advisory lock, so
+//!   several nodes starting together apply each migration exactly once.
+//! * Pool exhaustion (acquire timeout), connection failures and statement timeouts are
+//!   [`StoreError::Unavailable`].
+
+mod ops;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cashback_domain::enrollment::{Channel, OptInStatus};
+use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
+use cashback_store::*;
+use ops::Step;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+use time::OffsetDateTime;
+
+/// Tunables of the PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Pool size (connections to the server).
+    pub max_connections: u32,
+    /// How long an operation waits for a pooled connection before failing with `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// Server-side `statement_timeout` of every connection.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Attempts of one transactional operation before giving up with [`StoreError::Busy`].
+pub const MAX_ATTEMPTS: u32 = 5;
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// Key of the advisory lock serialising migrations across nodes ("cashback" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6361_7368_6261_636b;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+// SQLSTATEs worth retrying: the transaction was rolled back by the server and may simply be
+// run again.
+const SERIALIZATION_FAILURE: &str = "40001";
+const DEADLOCK_DETECTED: &str = "40P01";
+
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+fn retryable(e: &sqlx::Error) -> Option<&'static str> {
+    match sqlstate(e).as_deref() {
+        Some(SERIALIZATION_FAILURE) => Some("serialization_failure"),
+        Some(DEADLOCK_DETECTED) => Some("deadlock"),
+        _ => None,
+    }
+}
+
+/// Map a sqlx error: unreachable, overloaded or timed-out database → `Unavailable`; anything
+/// else (constraint violations included) → `Other`.
+fn store_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(_) => {
+            let code = sqlstate(&e).unwrap_or_default();
+            // 08: connection exception; 53: insufficient resources (e.g. too many connections);
+            // 57014: query_canceled (statement_timeout); 57P0x: server shutting down / starting.
+            if code.starts_with("08")
+                || code.starts_with("53")
+                || code == "57014"
+                || code.starts_with("57P")
+            {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Other(e.to_string())
+            }
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// Apply pending migrations in one transaction; returns how many were applied.
+async fn migrate(pool: &PgPool) -> sqlx::Result<usize> {
+    let mut tx = pool.begin().await?;
+    // Migrations may be long, and waiting for another node's migration is what we want.
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations \
+         (version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let mut applied = 0;
+    for &(version, name, sql) in MIGRATIONS {
+        let done: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
+        )
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !done {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",
+            )
+            .bind(version)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            applied += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+fn connect_options(
+    url: &str,
+    statement_timeout: Option<Duration>,
+) -> StoreResult<PgConnectOptions> {
+    let mut opts: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| StoreError::Other(format!("bad PostgreSQL URL: {e}")))?;
+    if opts.get_application_name().is_none() {
+        opts = opts.application_name("cashback");
+    }
+    if let Some(t) = statement_timeout {
+        opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis().max(1)))]);
+    }
+    Ok(opts)
+}
+
+impl PgStore {
+    /// Connect a pool to `url` and apply pending migrations.
+    pub async fn connect(url: &str, opts: PgOptions) -> StoreResult<Arc<Self>> {
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect_options(url, Some(opts.statement_timeout))?)
+            .await
+            .map_err(store_err)?;
+        let applied = migrate(&pool).await.map_err(store_err)?;
+        if applied > 0 {
+            tracing::info!(applied, "postgres migrations applied");
+        }
+        metrics::gauge!("cashback_pg_pool_max_connections")
+            .set(f64::from(opts.max_connections.max(1)));
+        Ok(Arc::new(Self { pool }))
+    }
+
+    /// Only run migrations (the `migrate` subcommand); returns how many were applied.
+    pub async fn migrate_only(url: &str) -> StoreResult<usize> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(url, None)?)
+            .await
+            .map_err(store_err)?;
+        let applied = migrate(&pool).await.map_err(store_err);
+        pool.close().await;
+        applied
+    }
+
+    /// The underlying pool (for jobs that need their own queries).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Wait for in-flight operations to return their connections, then close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A pooled connection for a single autocommit statement.
+    async fn conn(&self) -> StoreResult<PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(store_err)
+    }
+
+    fn tx(&self, op: &'static str) -> TxRun<'_> {
+        TxRun {
+            pool: &self.pool,
+            op,
+            attempt: 0,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The attempts of one transactional operation (the `transaction!` macro drives it):
+///
+/// ```text
+/// loop {
+///     let mut tx = run.begin().await?;
+///     let res = ops::something(&mut tx, ..).await;
+///     if let Some(v) = run.end(tx, res).await? { break v }
+/// }
+/// ```
+struct TxRun<'p> {
+    pool: &'p PgPool,
+    op: &'static str,
+    attempt: u32,
+    started: Instant,
+}
+
+impl TxRun<'_> {
+    async fn begin(&mut self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.attempt += 1;
+        self.pool.begin().await.map_err(store_err)
+    }
+
+    /// Commit a finished attempt (`Some`), or roll back and decide whether to run it again
+    /// (`None`: call `begin` again).
+    async fn end<T>(
+        &mut self,
+        tx: Transaction<'static, Postgres>,
+        res: sqlx::Result<Step<T>>,
+    ) -> StoreResult<Option<T>> {
+        let reason = match res {
+            Ok(Step::Done(v)) => match tx.commit().await {
+                Ok(()) => {
+                    metrics::histogram!("cashback_pg_transaction_seconds", "op" => self.op)
+                        .record(self.started.elapsed().as_secs_f64());
+                    return Ok(Some(v));
+                }
+                // Only a server-side rollback is safe to retry; after any other commit failure
+                // the outcome is unknown.
+                Err(e) => match retryable(&e) {
+                    Some(reason) => reason,
+                    None => return Err(store_err(e)),
+                },
+            },
+            Ok(Step::Retry) => {
+                let _ = tx.rollback().await;
+                "insert_conflict"
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                match retryable(&e) {
+                    Some(reason) => reason,
+                    None => return Err(store_err(e)),
+                }
+            }
+        };
+        metrics::counter!("cashback_pg_retries_total", "op" => self.op, "reason" => reason)
+            .increment(1);
+        if self.attempt >= MAX_ATTEMPTS {
+            tracing::warn!(
+                op = self.op,
+                attempts = self.attempt,
+                reason,
+                "postgres transaction gave up"
+            );
+            return Err(StoreError::Busy(format!(
+                "{}: gave up after {} attempts ({reason})",
+                self.op, self.attempt
+            )));
+        }
+        tracing::debug!(
+            op = self.op,
+            attempt = self.attempt,
+            reason,
+            "retrying postgres transaction"
+        );
+        if reason != "insert_conflict" {
+            // The other transaction is still running: give it a moment (1, 2, 4, 8 ms).
+            tokio::time::sleep(Duration::from_millis(1 << (self.attempt - 1).min(4))).await;
+        }
+        Ok(None)
+    }
+}
+
+/// Run `$call` (an `ops` function whose first argument is the transaction) with retries.
+macro_rules! transaction {
+    ($self:ident, $op:literal, |$c:ident| $call:expr) => {{
+        let mut run = $self.tx($op);
+        loop {
+            let mut tx = run.begin().await?;
+            let res = {
+                let $c: &mut sqlx::PgConnection = &mut tx;
+                $call.await
+            };
+            if let Some(v) = run.end(tx, res).await? {
+                break Ok(v);
+            }
+        }
+    }};
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        PgStore::close(self).await
+    }
+
+    async fn enroll_citizen(
+        &self,
+        fiscal_code: &FiscalCode,
+        requested_opt_in: Option<OptInStatus>,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> StoreResult<Citizen> {
+        transaction!(self, "enroll_citizen", |c| ops::enroll_citizen(
+            c,
+            fiscal_code,
+            requested_opt_in,
+            channel,
+            now
+        ))
+    }
+
+    async fn get_citizen(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Citizen>> {
+        ops::get_citizen(&mut *self.conn().await?, fiscal_code)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn set_payoff(
+        &self,
+        fiscal_code: &FiscalCode,
+        payoff: Payoff,
+        now: OffsetDateTime,
+    ) -> StoreResult<SetPayoffOutcome> {
+        transaction!(self, "set_payoff", |c| ops::set_payoff(
+            c,
+            fiscal_code,
+            &payoff,
+            now
+        ))
+    }
+
+    async fn withdraw_citizen(
+        &self,
+        fiscal_code: &FiscalCode,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> StoreResult<WithdrawOutcome> {
+        transaction!(self, "withdraw_citizen", |c| ops::withdraw_citizen(
+            c,
+            fiscal_code,
+            channel,
+            now
+        ))
+    }
+
+    async fn enroll_instrument(
+        &self,
+        hpan: &Hpan,
+        fiscal_code: &FiscalCode,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> StoreResult<EnrollInstrumentOutcome> {
+        transaction!(self, "enroll_instrument", |c| ops::enroll_instrument(
+            c,
+            hpan,
+            fiscal_code,
+            channel,
+            now
+        ))
+    }
+
+    async fn get_instrument(&self, hpan: &Hpan) -> StoreResult<Option<Instrument>> {
+        ops::get_instrument(&mut *self.conn().await?, hpan)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn delete_instrument(
+        &self,
+        hpan: &Hpan,
+        fiscal_code: Option<&FiscalCode>,
+        now: OffsetDateTime,
+    ) -> StoreResult<DeleteInstrumentOutcome> {
+        transaction!(self, "delete_instrument", |c| ops::delete_instrument(
+            c,
+            hpan,
+            fiscal_code,
+            now
+        ))
+    }
+
+    async fn count_active_instruments(
+        &self,
+        fiscal_code: &FiscalCode,
+    ) -> StoreResult<Vec<ChannelCount>> {
+        ops::count_active_instruments(&mut *self.conn().await?, fiscal_code)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn instrument_history(&self, hpan: &Hpan) -> StoreResult<Vec<ActivationWindow>> {
+        ops::instrument_history(&mut *self.conn().await?, hpan)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn list_award_periods(&self) -> StoreResult<Vec<AwardPeriod>> {
+        ops::list_award_periods(&mut *self.conn().await?)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn upsert_award_period(&self, period: &AwardPeriod) -> StoreResult<()> {
+        ops::upsert_award_period(&mut *self.conn().await?, period, true)
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn seed_award_periods(&self, periods: &[AwardPeriod]) -> StoreResult<u64> {
+        transaction!(self, "seed_award_periods", |c| ops::seed_award_periods(
+            c, periods
+        ))
+    }
+
+    async fn insert_credential(&self, credential: &Credential) -> StoreResult<()> {
+        // A duplicate id or key hash is a unique violation: `Other`, like any constraint error.
+        ops::insert_credential(&mut *self.conn().await?, credential)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn find_credential_by_key_hash(
+        &self,
+        key_sha256: &str,
+    ) -> StoreResult<Option<Credential>> {
+        ops::find_credential(&mut *self.conn().await?, key_sha256)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn list_credentials(&self) -> StoreResult<Vec<Credential>> {
+        ops::list_credentials(&mut *self.conn().await?)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        ops::revoke_credential(&mut *self.conn().await?, id, now)
+            .await
+            .map_err(store_err)
+    }
+}

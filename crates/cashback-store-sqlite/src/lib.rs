@@ -1,0 +1,407 @@
+//! SQLite backend of the cashback [`Store`].
+//!
+//! * **One writer thread** owns the only write connection. Requests reach it through a bounded
+//!   queue (`try_send`: a full queue is an immediate [`StoreError::Busy`], never a wait). The
+//!   thread drains whatever is queued (up to `batch_max`), runs it in one `BEGIN IMMEDIATE`
+//!   transaction with a savepoint per request (one request's failure never spoils the others),
+//!   commits once (group commit: one fsync per batch) and only then answers every caller.
+//! * **Readers**: a small pool of read-only connections used inline for point reads, which take
+//!   microseconds in WAL mode; the pool is larger than the number of runtime threads so a reader
+//!   never waits for another.
+//! * Durability: WAL with `synchronous=FULL` by default, so an acknowledged write survives a
+//!   power loss, not only a process crash.
+
+mod ops;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cashback_domain::enrollment::{Channel, OptInStatus};
+use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
+use cashback_store::*;
+use rusqlite::{Connection, OpenFlags};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+/// Tunables of the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Requests waiting for the writer before new ones are refused with `Busy`.
+    pub queue_capacity: usize,
+    /// Requests committed together at most.
+    pub batch_max: usize,
+    /// Read-only connections.
+    pub readers: usize,
+    /// `synchronous=FULL` (true, default) or `NORMAL`.
+    pub synchronous_full: bool,
+    /// How long a connection waits on a lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 8192,
+            batch_max: 1024,
+            readers: 16,
+            synchronous_full: true,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Work for the writer: runs inside the batch transaction, returns whether it succeeded (else
+/// its savepoint is rolled back) and the reply to send once the batch outcome is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
+pub struct SqliteStore {
+    queue: mpsc::Sender<Msg>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    closed: AtomicBool,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+fn sql_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+fn configure(conn: &Connection, opts: &SqliteOptions) -> rusqlite::Result<()> {
+    conn.busy_timeout(opts.busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Apply pending migrations in one transaction; returns how many were applied.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;",
+    )?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut applied = 0;
+    for (version, name, sql) in MIGRATIONS {
+        let done: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |r| r.get(0))?;
+        if !done {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![version, name, ops::micros(OffsetDateTime::now_utc())],
+            )?;
+            applied += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(applied)
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) and migrate the database at `path`, and start the writer.
+    pub fn open(path: impl AsRef<Path>, opts: SqliteOptions) -> StoreResult<Arc<Self>> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = Connection::open(&path).map_err(sql_err)?;
+        configure(&writer, &opts).map_err(sql_err)?;
+        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sql_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Other(format!("could not enable WAL (journal_mode={mode})")));
+        }
+        writer
+            .pragma_update(None, "synchronous", if opts.synchronous_full { "FULL" } else { "NORMAL" })
+            .map_err(sql_err)?;
+        let applied = migrate(&mut writer).map_err(sql_err)?;
+        if applied > 0 {
+            tracing::info!(applied, path = %path.display(), "sqlite migrations applied");
+        }
+        let mut readers = Vec::with_capacity(opts.readers.max(1));
+        for _ in 0..opts.readers.max(1) {
+            let r = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .map_err(sql_err)?;
+            configure(&r, &opts).map_err(sql_err)?;
+            readers.push(Mutex::new(r));
+        }
+        let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
+        let batch_max = opts.batch_max.max(1);
+        let handle = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx, batch_max))
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        metrics::gauge!("cashback_writer_queue_capacity").set(opts.queue_capacity as f64);
+        Ok(Arc::new(Self {
+            queue: tx,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            writer: Mutex::new(Some(handle)),
+            path,
+        }))
+    }
+
+    /// Only run migrations (the `migrate` subcommand).
+    pub fn migrate_only(path: impl AsRef<Path>) -> StoreResult<usize> {
+        let mut conn = Connection::open(path.as_ref()).map_err(sql_err)?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+        migrate(&mut conn).map_err(sql_err)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run a read on a pooled read-only connection, inline (point reads only).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(conn) = self.readers[(start + i) % n].try_lock() {
+                return f(&conn).map_err(sql_err);
+            }
+        }
+        let conn = self.readers[start % n].lock().map_err(|_| StoreError::Other("reader poisoned".into()))?;
+        f(&conn).map_err(sql_err)
+    }
+
+    /// Queue a write for the writer thread and wait for its durable commit.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("store is shutting down".into()));
+        }
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(move |conn| {
+            let res = f(conn);
+            let ok = res.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let out = match (res, commit) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) => Err(sql_err(e)),
+                    (Ok(_), Err(e)) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(out);
+            });
+            (ok, reply)
+        });
+        match self.queue.try_send(Msg::Job(job)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("cashback_writer_rejected_total").increment(1);
+                return Err(StoreError::Busy("writer queue full".into()));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(StoreError::Unavailable("writer stopped".into()));
+            }
+        }
+        rx.await.map_err(|_| StoreError::Unavailable("writer stopped before answering".into()))?
+    }
+
+    /// Stop taking writes, let the writer commit and answer everything queued, then join it.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.queue.send(Msg::Stop).await;
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usize) {
+    let mut stop = false;
+    let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
+    while !stop {
+        match rx.blocking_recv() {
+            Some(Msg::Job(j)) => batch.push(j),
+            Some(Msg::Stop) | None => break,
+        }
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        metrics::gauge!("cashback_writer_queue_depth").set(rx.len() as f64);
+        metrics::histogram!("cashback_writer_batch_size").record(batch.len() as f64);
+        let started = Instant::now();
+        run_batch(&mut conn, &mut batch);
+        metrics::histogram!("cashback_writer_batch_seconds").record(started.elapsed().as_secs_f64());
+    }
+    // Drain anything still queued (the queue is closed to new writers by `closed`).
+    rx.close();
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Job(j) = msg {
+            batch.push(j);
+            if batch.len() >= batch_max {
+                run_batch(&mut conn, &mut batch);
+            }
+        }
+    }
+    if !batch.is_empty() {
+        run_batch(&mut conn, &mut batch);
+    }
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+    tracing::info!("sqlite writer stopped");
+}
+
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
+    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Jobs are dropped unrun: their callers get `Unavailable` and may retry.
+        tracing::error!(error = %e, jobs = batch.len(), "sqlite writer could not begin a transaction");
+        batch.clear();
+        return;
+    }
+    for job in batch.drain(..) {
+        let sp = conn.execute_batch("SAVEPOINT job");
+        let (ok, reply) = job(conn);
+        if sp.is_ok() {
+            if ok {
+                let _ = conn.execute_batch("RELEASE job");
+            } else {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+        }
+        replies.push(reply);
+    }
+    let outcome = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    if outcome.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+        metrics::counter!("cashback_writer_commit_failures_total").increment(1);
+    }
+    for r in replies {
+        r(outcome.clone());
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await
+    }
+
+    async fn enroll_citizen(
+        &self,
+        fiscal_code: &FiscalCode,
+        requested_opt_in: Option<OptInStatus>,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> StoreResult<Citizen> {
+        let (cf, ch) = (fiscal_code.clone(), channel.clone());
+        self.write(move |c| ops::enroll_citizen(c, &cf, requested_opt_in, &ch, now)).await
+    }
+
+    async fn get_citizen(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Citizen>> {
+        self.read(|c| ops::get_citizen(c, fiscal_code))
+    }
+
+    async fn set_payoff(&self, fiscal_code: &FiscalCode, payoff: Payoff, now: OffsetDateTime) -> StoreResult<SetPayoffOutcome> {
+        let cf = fiscal_code.clone();
+        self.write(move |c| ops::set_payoff(c, &cf, payoff, now)).await
+    }
+
+    async fn withdraw_citizen(&self, fiscal_code: &FiscalCode, channel: &Channel, now: OffsetDateTime) -> StoreResult<WithdrawOutcome> {
+        let (cf, ch) = (fiscal_code.clone(), channel.clone());
+        self.write(move |c| ops::withdraw_citizen(c, &cf, &ch, now)).await
+    }
+
+    async fn enroll_instrument(
+        &self,
+        hpan: &Hpan,
+        fiscal_code: &FiscalCode,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> StoreResult<EnrollInstrumentOutcome> {
+        let (h, cf, ch) = (hpan.clone(), fiscal_code.clone(), channel.clone());
+        self.write(move |c| ops::enroll_instrument(c, &h, &cf, &ch, now)).await
+    }
+
+    async fn get_instrument(&self, hpan: &Hpan) -> StoreResult<Option<Instrument>> {
+        self.read(|c| ops::get_instrument(c, hpan))
+    }
+
+    async fn delete_instrument(
+        &self,
+        hpan: &Hpan,
+        fiscal_code: Option<&FiscalCode>,
+        now: OffsetDateTime,
+    ) -> StoreResult<DeleteInstrumentOutcome> {
+        let (h, cf) = (hpan.clone(), fiscal_code.cloned());
+        self.write(move |c| ops::delete_instrument(c, &h, cf.as_ref(), now)).await
+    }
+
+    async fn count_active_instruments(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<ChannelCount>> {
+        self.read(|c| ops::count_active_instruments(c, fiscal_code))
+    }
+
+    async fn instrument_history(&self, hpan: &Hpan) -> StoreResult<Vec<ActivationWindow>> {
+        self.read(|c| ops::instrument_history(c, hpan))
+    }
+
+    async fn list_award_periods(&self) -> StoreResult<Vec<AwardPeriod>> {
+        self.read(ops::list_award_periods)
+    }
+
+    async fn upsert_award_period(&self, period: &AwardPeriod) -> StoreResult<()> {
+        let p = period.clone();
+        self.write(move |c| ops::upsert_award_period(c, &p, true).map(|_| ())).await
+    }
+
+    async fn seed_award_periods(&self, periods: &[AwardPeriod]) -> StoreResult<u64> {
+        let ps = periods.to_vec();
+        self.write(move |c| {
+            let mut n = 0;
+            for p in &ps {
+                n += ops::upsert_award_period(c, p, false)? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn insert_credential(&self, credential: &Credential) -> StoreResult<()> {
+        let cr = credential.clone();
+        self.write(move |c| ops::insert_credential(c, &cr)).await
+    }
+
+    async fn find_credential_by_key_hash(&self, key_sha256: &str) -> StoreResult<Option<Credential>> {
+        self.read(|c| ops::find_credential(c, key_sha256))
+    }
+
+    async fn list_credentials(&self) -> StoreResult<Vec<Credential>> {
+        self.read(ops::list_credentials)
+    }
+
+    async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |c| ops::revoke_credential(c, &id, now)).await
+    }
+}

@@ -1,0 +1,374 @@
+//! The SQL of each store operation, run on a rusqlite connection (inside the writer's batch
+//! transaction for writes). Decisions come from `cashback_domain::enrollment`.
+
+use cashback_domain::enrollment::{
+    self, Channel, InstrumentDeleteDecision, InstrumentDeleteRefusal, InstrumentEnrollDecision,
+    InstrumentEnrollRefusal, InstrumentState, InstrumentStatus, OptInStatus,
+};
+use cashback_domain::{AwardPeriod, FiscalCode, Hpan, Money};
+use cashback_store::*;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::{Date, OffsetDateTime};
+
+pub fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+pub fn from_micros(v: i64) -> rusqlite::Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(v as i128 * 1_000)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e)))
+}
+
+fn conv_err(msg: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, msg.into())
+}
+
+const CITIZEN_COLS: &str = "fiscal_code, enabled, timestamp_tc, opt_in_status, payoff_instr, payoff_instr_type, \
+    account_holder_cf, account_holder_name, account_holder_surname, check_instr_status, \
+    technical_account_holder, issuer_card_id, cancellation, channel, updated_at";
+
+fn citizen_from_row(r: &Row<'_>) -> rusqlite::Result<Citizen> {
+    let cf: String = r.get(0)?;
+    let opt: String = r.get(3)?;
+    let iban: Option<String> = r.get(4)?;
+    let payoff = match iban {
+        Some(iban) => Some(Payoff {
+            iban,
+            instr_type: r.get::<_, Option<String>>(5)?.unwrap_or_else(|| "IBAN".into()),
+            account_holder_cf: r.get(6)?,
+            account_holder_name: r.get(7)?,
+            account_holder_surname: r.get(8)?,
+            check_status: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+            technical_account_holder: r.get(10)?,
+            issuer_card_id: r.get(11)?,
+        }),
+        None => None,
+    };
+    Ok(Citizen {
+        fiscal_code: FiscalCode::parse(&cf).map_err(|e| conv_err(e.to_string()))?,
+        enabled: r.get(1)?,
+        timestamp_tc: from_micros(r.get(2)?)?,
+        opt_in_status: OptInStatus::parse(&opt).map_err(|e| conv_err(e.to_string()))?,
+        payoff,
+        cancellation: r.get::<_, Option<i64>>(12)?.map(from_micros).transpose()?,
+        channel: r.get(13)?,
+        updated_at: from_micros(r.get(14)?)?,
+    })
+}
+
+pub fn get_citizen(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<Option<Citizen>> {
+    let mut st = c.prepare_cached(&format!("SELECT {CITIZEN_COLS} FROM citizen WHERE fiscal_code = ?1"))?;
+    st.query_row([cf.as_str()], citizen_from_row).optional()
+}
+
+pub fn enroll_citizen(
+    c: &Connection,
+    cf: &FiscalCode,
+    requested: Option<OptInStatus>,
+    channel: &Channel,
+    now: OffsetDateTime,
+) -> rusqlite::Result<Citizen> {
+    let existing = get_citizen(c, cf)?;
+    let state = existing.as_ref().map(|e| enrollment::CitizenState { enabled: e.enabled, opt_in: e.opt_in_status });
+    let now_us = micros(now);
+    match enrollment::decide_citizen_enroll(state, requested) {
+        enrollment::CitizenEnrollDecision::Create { opt_in } => {
+            c.prepare_cached(
+                "INSERT INTO citizen (fiscal_code, enabled, timestamp_tc, opt_in_status, channel, created_at, updated_at) \
+                 VALUES (?1, 1, ?2, ?3, ?4, ?2, ?2)",
+            )?
+            .execute(params![cf.as_str(), now_us, opt_in.as_str(), channel.as_str()])?;
+        }
+        enrollment::CitizenEnrollDecision::Reenable => {
+            c.prepare_cached(
+                "UPDATE citizen SET enabled = 1, timestamp_tc = ?2, channel = ?3, updated_at = ?2 WHERE fiscal_code = ?1",
+            )?
+            .execute(params![cf.as_str(), now_us, channel.as_str()])?;
+        }
+        enrollment::CitizenEnrollDecision::SetOptIn(o) => {
+            c.prepare_cached("UPDATE citizen SET opt_in_status = ?2, updated_at = ?3 WHERE fiscal_code = ?1")?
+                .execute(params![cf.as_str(), o.as_str(), now_us])?;
+        }
+        enrollment::CitizenEnrollDecision::Unchanged => return Ok(existing.expect("unchanged implies existing")),
+    }
+    get_citizen(c, cf)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+pub fn set_payoff(c: &Connection, cf: &FiscalCode, p: Payoff, now: OffsetDateTime) -> rusqlite::Result<SetPayoffOutcome> {
+    let Some(existing) = get_citizen(c, cf)? else {
+        return Ok(SetPayoffOutcome::CitizenNotFound);
+    };
+    if !existing.enabled {
+        return Ok(SetPayoffOutcome::CitizenNotEnabled);
+    }
+    c.prepare_cached(
+        "UPDATE citizen SET payoff_instr = ?2, payoff_instr_type = ?3, account_holder_cf = ?4, account_holder_name = ?5, \
+         account_holder_surname = ?6, check_instr_status = ?7, technical_account_holder = ?8, issuer_card_id = ?9, updated_at = ?10 \
+         WHERE fiscal_code = ?1",
+    )?
+    .execute(params![
+        cf.as_str(),
+        p.iban,
+        p.instr_type,
+        p.account_holder_cf,
+        p.account_holder_name,
+        p.account_holder_surname,
+        p.check_status,
+        p.technical_account_holder,
+        p.issuer_card_id,
+        micros(now)
+    ])?;
+    Ok(SetPayoffOutcome::Updated(get_citizen(c, cf)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?))
+}
+
+pub fn withdraw_citizen(c: &Connection, cf: &FiscalCode, channel: &Channel, now: OffsetDateTime) -> rusqlite::Result<WithdrawOutcome> {
+    let Some(existing) = get_citizen(c, cf)? else {
+        return Ok(WithdrawOutcome::NotFound);
+    };
+    if !existing.enabled {
+        return Ok(WithdrawOutcome::AlreadyWithdrawn);
+    }
+    let channels: Vec<String> = {
+        let mut st = c.prepare_cached("SELECT DISTINCT channel FROM payment_instrument WHERE fiscal_code = ?1 AND status = 'ACTIVE'")?;
+        st.query_map([cf.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    if enrollment::check_withdrawal_channels(channel, channels.iter().map(String::as_str)).is_err() {
+        return Ok(WithdrawOutcome::TooManyChannels);
+    }
+    let now_us = micros(now);
+    c.prepare_cached(
+        "UPDATE payment_instrument_history SET deactivated_at = ?2 WHERE deactivated_at IS NULL AND hpan IN \
+         (SELECT hpan FROM payment_instrument WHERE fiscal_code = ?1 AND status = 'ACTIVE')",
+    )?
+    .execute(params![cf.as_str(), now_us])?;
+    let n = c
+        .prepare_cached(
+            "UPDATE payment_instrument SET status = 'INACTIVE', deactivation_date = ?2, updated_at = ?2 \
+             WHERE fiscal_code = ?1 AND status = 'ACTIVE'",
+        )?
+        .execute(params![cf.as_str(), now_us])?;
+    c.prepare_cached(
+        "UPDATE citizen SET enabled = 0, cancellation = ?2, opt_in_status = 'NOREQ', payoff_instr = NULL, payoff_instr_type = NULL, \
+         account_holder_cf = NULL, account_holder_name = NULL, account_holder_surname = NULL, check_instr_status = NULL, \
+         technical_account_holder = NULL, issuer_card_id = NULL, updated_at = ?2 WHERE fiscal_code = ?1",
+    )?
+    .execute(params![cf.as_str(), now_us])?;
+    Ok(WithdrawOutcome::Withdrawn { instruments: n as u64 })
+}
+
+fn instrument_from_row(r: &Row<'_>) -> rusqlite::Result<Instrument> {
+    let hpan: String = r.get(0)?;
+    let cf: String = r.get(1)?;
+    let status: String = r.get(3)?;
+    Ok(Instrument {
+        hpan: Hpan::parse(&hpan).map_err(|e| conv_err(e.to_string()))?,
+        fiscal_code: FiscalCode::parse(&cf).map_err(|e| conv_err(e.to_string()))?,
+        channel: r.get(2)?,
+        status: InstrumentStatus::parse(&status).ok_or_else(|| conv_err(format!("bad status {status}")))?,
+        activation_date: from_micros(r.get(4)?)?,
+        deactivation_date: r.get::<_, Option<i64>>(5)?.map(from_micros).transpose()?,
+    })
+}
+
+pub fn get_instrument(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Option<Instrument>> {
+    c.prepare_cached(
+        "SELECT hpan, fiscal_code, channel, status, activation_date, deactivation_date FROM payment_instrument WHERE hpan = ?1",
+    )?
+    .query_row([hpan.as_str()], instrument_from_row)
+    .optional()
+}
+
+fn citizen_enabled(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<bool> {
+    Ok(c
+        .prepare_cached("SELECT enabled FROM citizen WHERE fiscal_code = ?1")?
+        .query_row([cf.as_str()], |r| r.get::<_, bool>(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+pub fn enroll_instrument(
+    c: &Connection,
+    hpan: &Hpan,
+    cf: &FiscalCode,
+    channel: &Channel,
+    now: OffsetDateTime,
+) -> rusqlite::Result<EnrollInstrumentOutcome> {
+    let enabled = citizen_enabled(c, cf)?;
+    let existing = get_instrument(c, hpan)?;
+    let state = existing.as_ref().map(|i| InstrumentState { owner: i.fiscal_code.as_str(), status: i.status });
+    let now_us = micros(now);
+    match enrollment::decide_instrument_enroll(enabled, state, cf.as_str()) {
+        Err(InstrumentEnrollRefusal::CitizenNotEnabled) => Ok(EnrollInstrumentOutcome::CitizenNotEnabled),
+        Err(InstrumentEnrollRefusal::OwnedByOther) => Ok(EnrollInstrumentOutcome::OwnedByOther),
+        Ok(InstrumentEnrollDecision::AlreadyActive) => {
+            Ok(EnrollInstrumentOutcome::AlreadyActive(existing.expect("already active implies existing")))
+        }
+        Ok(d) => {
+            let sql = if d == InstrumentEnrollDecision::Insert {
+                "INSERT INTO payment_instrument (hpan, fiscal_code, channel, status, activation_date, deactivation_date, updated_at) \
+                 VALUES (?1, ?2, ?3, 'ACTIVE', ?4, NULL, ?4)"
+            } else {
+                "UPDATE payment_instrument SET fiscal_code = ?2, channel = ?3, status = 'ACTIVE', activation_date = ?4, \
+                 deactivation_date = NULL, updated_at = ?4 WHERE hpan = ?1"
+            };
+            c.prepare_cached(sql)?.execute(params![hpan.as_str(), cf.as_str(), channel.as_str(), now_us])?;
+            c.prepare_cached(
+                "INSERT INTO payment_instrument_history (hpan, fiscal_code, channel, activated_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![hpan.as_str(), cf.as_str(), channel.as_str(), now_us])?;
+            Ok(EnrollInstrumentOutcome::Activated(Instrument {
+                hpan: hpan.clone(),
+                fiscal_code: cf.clone(),
+                channel: channel.as_str().to_owned(),
+                status: InstrumentStatus::Active,
+                activation_date: from_micros(now_us)?,
+                deactivation_date: None,
+            }))
+        }
+    }
+}
+
+pub fn delete_instrument(
+    c: &Connection,
+    hpan: &Hpan,
+    cf: Option<&FiscalCode>,
+    now: OffsetDateTime,
+) -> rusqlite::Result<DeleteInstrumentOutcome> {
+    let existing = get_instrument(c, hpan)?;
+    let state = existing.as_ref().map(|i| InstrumentState { owner: i.fiscal_code.as_str(), status: i.status });
+    match enrollment::decide_instrument_delete(state, cf.map(FiscalCode::as_str)) {
+        Err(InstrumentDeleteRefusal::NotFound) => Ok(DeleteInstrumentOutcome::NotFound),
+        Err(InstrumentDeleteRefusal::OwnedByOther) => Ok(DeleteInstrumentOutcome::OwnedByOther),
+        Ok(InstrumentDeleteDecision::AlreadyInactive) => Ok(DeleteInstrumentOutcome::AlreadyInactive),
+        Ok(InstrumentDeleteDecision::Deactivate) => {
+            let now_us = micros(now);
+            c.prepare_cached(
+                "UPDATE payment_instrument SET status = 'INACTIVE', deactivation_date = ?2, updated_at = ?2 WHERE hpan = ?1",
+            )?
+            .execute(params![hpan.as_str(), now_us])?;
+            c.prepare_cached(
+                "UPDATE payment_instrument_history SET deactivated_at = ?2 WHERE hpan = ?1 AND deactivated_at IS NULL",
+            )?
+            .execute(params![hpan.as_str(), now_us])?;
+            Ok(DeleteInstrumentOutcome::Deactivated)
+        }
+    }
+}
+
+pub fn count_active_instruments(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<Vec<ChannelCount>> {
+    let mut st = c.prepare_cached(
+        "SELECT channel, COUNT(*) FROM payment_instrument WHERE fiscal_code = ?1 AND status = 'ACTIVE' GROUP BY channel ORDER BY channel",
+    )?;
+    st.query_map([cf.as_str()], |r| Ok(ChannelCount { channel: r.get(0)?, count: r.get::<_, i64>(1)? as u64 }))?
+        .collect()
+}
+
+pub fn instrument_history(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Vec<ActivationWindow>> {
+    let mut st = c.prepare_cached(
+        "SELECT fiscal_code, channel, activated_at, deactivated_at FROM payment_instrument_history WHERE hpan = ?1 ORDER BY activated_at, id",
+    )?;
+    st.query_map([hpan.as_str()], |r| {
+        let cf: String = r.get(0)?;
+        Ok(ActivationWindow {
+            hpan: hpan.clone(),
+            fiscal_code: FiscalCode::parse(&cf).map_err(|e| conv_err(e.to_string()))?,
+            channel: r.get(1)?,
+            from: from_micros(r.get(2)?)?,
+            to: r.get::<_, Option<i64>>(3)?.map(from_micros).transpose()?,
+        })
+    })?
+    .collect()
+}
+
+fn parse_date(s: &str) -> rusqlite::Result<Date> {
+    Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(|e| conv_err(e.to_string()))
+}
+
+fn fmt_date(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
+pub fn list_award_periods(c: &Connection) -> rusqlite::Result<Vec<AwardPeriod>> {
+    let mut st = c.prepare_cached(
+        "SELECT award_period_id, start_date, end_date, grace_period_days, min_transaction_number, max_amount_cents, min_position, \
+         max_transaction_cashback_cents, max_period_cashback_cents, cashback_percentage, max_transaction_evaluated_cents \
+         FROM award_period ORDER BY award_period_id",
+    )?;
+    st.query_map([], |r| {
+        Ok(AwardPeriod {
+            id: r.get(0)?,
+            start: parse_date(&r.get::<_, String>(1)?)?,
+            end: parse_date(&r.get::<_, String>(2)?)?,
+            grace_period_days: r.get(3)?,
+            min_transaction_number: r.get(4)?,
+            max_amount: Money::from_cents(r.get(5)?),
+            min_position: r.get(6)?,
+            max_transaction_cashback: Money::from_cents(r.get(7)?),
+            max_period_cashback: Money::from_cents(r.get(8)?),
+            cashback_percentage: r.get(9)?,
+            max_transaction_evaluated: Money::from_cents(r.get(10)?),
+        })
+    })?
+    .collect()
+}
+
+/// Insert a period; with `replace`, overwrite an existing one. Returns rows written.
+pub fn upsert_award_period(c: &Connection, p: &AwardPeriod, replace: bool) -> rusqlite::Result<usize> {
+    let verb = if replace { "INSERT OR REPLACE" } else { "INSERT OR IGNORE" };
+    c.prepare_cached(&format!(
+        "{verb} INTO award_period (award_period_id, start_date, end_date, grace_period_days, min_transaction_number, \
+         max_amount_cents, min_position, max_transaction_cashback_cents, max_period_cashback_cents, cashback_percentage, \
+         max_transaction_evaluated_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        p.id,
+        fmt_date(p.start),
+        fmt_date(p.end),
+        p.grace_period_days,
+        p.min_transaction_number,
+        p.max_amount.cents(),
+        p.min_position,
+        p.max_transaction_cashback.cents(),
+        p.max_period_cashback.cents(),
+        p.cashback_percentage,
+        p.max_transaction_evaluated.cents()
+    ])
+}
+
+fn credential_from_row(r: &Row<'_>) -> rusqlite::Result<Credential> {
+    let kind: String = r.get(1)?;
+    Ok(Credential {
+        id: r.get(0)?,
+        kind: CredentialKind::parse(&kind).ok_or_else(|| conv_err(format!("bad kind {kind}")))?,
+        scope: r.get(2)?,
+        key_sha256: r.get(3)?,
+        created_at: from_micros(r.get(4)?)?,
+        revoked_at: r.get::<_, Option<i64>>(5)?.map(from_micros).transpose()?,
+    })
+}
+
+pub fn insert_credential(c: &Connection, cr: &Credential) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO credential (id, kind, scope, key_sha256, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![cr.id, cr.kind.as_str(), cr.scope, cr.key_sha256, micros(cr.created_at), cr.revoked_at.map(micros)])?;
+    Ok(())
+}
+
+pub fn find_credential(c: &Connection, key_sha256: &str) -> rusqlite::Result<Option<Credential>> {
+    c.prepare_cached("SELECT id, kind, scope, key_sha256, created_at, revoked_at FROM credential WHERE key_sha256 = ?1")?
+        .query_row([key_sha256], credential_from_row)
+        .optional()
+}
+
+pub fn list_credentials(c: &Connection) -> rusqlite::Result<Vec<Credential>> {
+    c.prepare_cached("SELECT id, kind, scope, key_sha256, created_at, revoked_at FROM credential ORDER BY created_at, id")?
+        .query_map([], credential_from_row)?
+        .collect()
+}
+
+pub fn revoke_credential(c: &Connection, id: &str, now: OffsetDateTime) -> rusqlite::Result<bool> {
+    Ok(c.prepare_cached("UPDATE credential SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![id, micros(now)])?
+        > 0)
+}

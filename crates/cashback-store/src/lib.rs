@@ -1,0 +1,260 @@
+//! Storage port of the cashback platform.
+//!
+//! The [`Store`] trait is what the API and jobs see; `cashback-store-sqlite` and
+//! `cashback-store-postgres` implement it with their own SQL and migrations. Methods are coarse
+//! and atomic: each one is a single database transaction that applies the pure decision
+//! functions of `cashback_domain::enrollment`, so both backends obey the same rules and races
+//! are settled by the database, not by the caller.
+
+use async_trait::async_trait;
+use cashback_domain::enrollment::{Channel, InstrumentStatus, OptInStatus};
+use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
+use time::OffsetDateTime;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+/// A storage failure. Business outcomes (409, 403, …) are *not* errors: they are variants of
+/// each method's outcome type.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store is overloaded (writer queue full); retry later (HTTP 503 + Retry-After).
+    #[error("store busy: {0}")]
+    Busy(String),
+    /// The database cannot be reached or timed out (HTTP 503).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupt data (HTTP 500, logged).
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A citizen as stored. IBAN and holder fields are `None` until set and after withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Citizen {
+    pub fiscal_code: FiscalCode,
+    pub enabled: bool,
+    /// When the T&C were accepted (enrollment time, set server-side).
+    pub timestamp_tc: OffsetDateTime,
+    pub opt_in_status: OptInStatus,
+    pub payoff: Option<Payoff>,
+    pub cancellation: Option<OffsetDateTime>,
+    /// Channel of the last enrollment (`app-io-channel` or an issuer channel).
+    pub channel: String,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Where the citizen's cashback is paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payoff {
+    /// Normalised IBAN (validated by the caller).
+    pub iban: String,
+    pub instr_type: String,
+    pub account_holder_cf: Option<String>,
+    pub account_holder_name: Option<String>,
+    pub account_holder_surname: Option<String>,
+    /// Outcome of the account-holder check: `OK`, `UNKNOWN_PSP`, or `NOT_CHECKED`.
+    pub check_status: String,
+    pub technical_account_holder: Option<String>,
+    pub issuer_card_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instrument {
+    pub hpan: Hpan,
+    /// Current (or last) owner.
+    pub fiscal_code: FiscalCode,
+    pub channel: String,
+    pub status: InstrumentStatus,
+    /// Start of the current (or last) activation window.
+    pub activation_date: OffsetDateTime,
+    pub deactivation_date: Option<OffsetDateTime>,
+}
+
+/// One activation window of an instrument: who owned it, through which channel, and when.
+/// `to == None` means still active. Windows are half-open `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationWindow {
+    pub hpan: Hpan,
+    pub fiscal_code: FiscalCode,
+    pub channel: String,
+    pub from: OffsetDateTime,
+    pub to: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollInstrumentOutcome {
+    /// Newly active (inserted or reactivated); a new activation window was opened.
+    Activated(Instrument),
+    /// It was already active for this citizen; nothing changed.
+    AlreadyActive(Instrument),
+    /// The citizen is unknown or withdrawn (HTTP 403).
+    CitizenNotEnabled,
+    /// Active for another citizen (HTTP 409).
+    OwnedByOther,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteInstrumentOutcome {
+    Deactivated,
+    AlreadyInactive,
+    NotFound,
+    OwnedByOther,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetPayoffOutcome {
+    Updated(Citizen),
+    CitizenNotFound,
+    CitizenNotEnabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WithdrawOutcome {
+    /// The citizen was enabled and is now withdrawn; `instruments` were deactivated.
+    Withdrawn { instruments: u64 },
+    /// Already withdrawn: nothing to do (idempotent).
+    AlreadyWithdrawn,
+    NotFound,
+    /// An issuer tried to withdraw a citizen with instruments from other channels; nothing changed.
+    TooManyChannels,
+}
+
+/// What kind of client a credential belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    /// A bank's app (HB API), bound to one enrollment channel.
+    Issuer,
+    /// An acquirer sending transaction files, bound to one ABI code.
+    Acquirer,
+    /// The Payment Manager (wallet), allowed to deactivate instruments.
+    PaymentManager,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Issuer => "issuer",
+            Self::Acquirer => "acquirer",
+            Self::PaymentManager => "payment-manager",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "issuer" => Some(Self::Issuer),
+            "acquirer" => Some(Self::Acquirer),
+            "payment-manager" => Some(Self::PaymentManager),
+            _ => None,
+        }
+    }
+}
+
+/// A client credential. Only the SHA-256 of the API key is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub id: String,
+    pub kind: CredentialKind,
+    /// Issuer: its enrollment channel; acquirer: its ABI code; PM: a label.
+    pub scope: String,
+    pub key_sha256: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Count of a citizen's active instruments per channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelCount {
+    pub channel: String,
+    pub count: u64,
+}
+
+/// The storage port. Every method is one atomic database transaction; write methods return only
+/// after their transaction is durably committed.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Backend name for logs and metrics ("sqlite" / "postgres").
+    fn backend(&self) -> &'static str;
+
+    /// Cheap liveness probe of the database.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Stop accepting writes, finish and acknowledge everything in flight, release connections.
+    async fn close(&self) {}
+
+    // ---- citizens ----
+    /// Enroll or re-enroll (contract §4.4 rule 1). Returns the stored citizen after the change.
+    async fn enroll_citizen(
+        &self,
+        fiscal_code: &FiscalCode,
+        requested_opt_in: Option<OptInStatus>,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> StoreResult<Citizen>;
+
+    async fn get_citizen(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Citizen>>;
+
+    /// Store the payout IBAN and holder (the check is the caller's job).
+    async fn set_payoff(
+        &self,
+        fiscal_code: &FiscalCode,
+        payoff: Payoff,
+        now: OffsetDateTime,
+    ) -> StoreResult<SetPayoffOutcome>;
+
+    /// All-or-nothing withdrawal: instruments deactivated, payoff cleared, opt-in reset,
+    /// citizen disabled, in one transaction.
+    async fn withdraw_citizen(
+        &self,
+        fiscal_code: &FiscalCode,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> StoreResult<WithdrawOutcome>;
+
+    // ---- instruments ----
+    async fn enroll_instrument(
+        &self,
+        hpan: &Hpan,
+        fiscal_code: &FiscalCode,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> StoreResult<EnrollInstrumentOutcome>;
+
+    async fn get_instrument(&self, hpan: &Hpan) -> StoreResult<Option<Instrument>>;
+
+    /// Deactivate. `fiscal_code`: the citizen the delete is made for, `None` for a caller that
+    /// addresses the instrument by hpan alone.
+    async fn delete_instrument(
+        &self,
+        hpan: &Hpan,
+        fiscal_code: Option<&FiscalCode>,
+        now: OffsetDateTime,
+    ) -> StoreResult<DeleteInstrumentOutcome>;
+
+    async fn count_active_instruments(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<ChannelCount>>;
+
+    /// Every activation window of an instrument, oldest first.
+    async fn instrument_history(&self, hpan: &Hpan) -> StoreResult<Vec<ActivationWindow>>;
+
+    // ---- award periods ----
+    async fn list_award_periods(&self) -> StoreResult<Vec<AwardPeriod>>;
+    /// Insert or replace a period by id.
+    async fn upsert_award_period(&self, period: &AwardPeriod) -> StoreResult<()>;
+    /// Insert periods whose id is not yet present (used to seed the default programme).
+    async fn seed_award_periods(&self, periods: &[AwardPeriod]) -> StoreResult<u64>;
+
+    // ---- credentials ----
+    async fn insert_credential(&self, credential: &Credential) -> StoreResult<()>;
+    async fn find_credential_by_key_hash(&self, key_sha256: &str) -> StoreResult<Option<Credential>>;
+    async fn list_credentials(&self) -> StoreResult<Vec<Credential>>;
+    /// Returns false if no such active credential.
+    async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
+}
+
+/// Truncate an instant to whole microseconds, the precision both backends store.
+pub fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let nanos = t.nanosecond();
+    t.replace_nanosecond(nanos - nanos % 1_000).expect("valid nanosecond")
+}

@@ -1,0 +1,347 @@
+//! The contract test suite every `Store` backend must pass.
+//!
+//! A backend crate calls [`contract_tests!`](crate::contract_tests) with an async expression that
+//! yields a fresh, empty, migrated `Arc<dyn Store>`; the macro expands to one `#[tokio::test]`
+//! per story, so each failure is reported by name.
+
+use std::sync::Arc;
+
+use cashback_domain::enrollment::{Channel, InstrumentStatus, OptInStatus};
+use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::*;
+
+/// A valid fiscal code derived from `n` (the check character is found by trial).
+pub fn fiscal_code(n: u32) -> FiscalCode {
+    const L: &[u8; 26] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let a = L[(n % 26) as usize] as char;
+    let b = L[((n / 26) % 26) as usize] as char;
+    let c = L[((n / 676) % 26) as usize] as char;
+    let d = L[((n / 17576) % 26) as usize] as char;
+    let body = format!("{a}{b}{c}{d}XX80A01H501");
+    for check in L {
+        if let Ok(cf) = FiscalCode::parse(&format!("{body}{}", *check as char)) {
+            return cf;
+        }
+    }
+    panic!("no check character found for {body}");
+}
+
+/// A distinct hpan derived from `n`.
+pub fn hpan(n: u64) -> Hpan {
+    Hpan::parse(&format!("{n:064x}")).expect("valid hpan")
+}
+
+pub fn t0() -> OffsetDateTime {
+    datetime!(2020-12-08 09:00:00.123456 UTC)
+}
+
+fn secs(s: i64) -> time::Duration {
+    time::Duration::seconds(s)
+}
+
+pub fn io() -> Channel {
+    Channel::io()
+}
+
+pub fn bank(name: &str) -> Channel {
+    Channel::parse(name).expect("valid channel")
+}
+
+pub fn payoff(iban: &str) -> Payoff {
+    Payoff {
+        iban: iban.to_owned(),
+        instr_type: "IBAN".to_owned(),
+        account_holder_cf: Some("RSSMRA85T10A562S".to_owned()),
+        account_holder_name: Some("Mario".to_owned()),
+        account_holder_surname: Some("Rossi".to_owned()),
+        check_status: "OK".to_owned(),
+        technical_account_holder: None,
+        issuer_card_id: None,
+    }
+}
+
+pub async fn citizen_enroll_is_idempotent(store: Arc<dyn Store>) {
+    let cf = fiscal_code(1);
+    assert_eq!(store.get_citizen(&cf).await.unwrap(), None);
+    let c = store.enroll_citizen(&cf, None, &io(), t0()).await.unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.fiscal_code, cf);
+    assert_eq!(c.timestamp_tc, t0());
+    assert_eq!(c.opt_in_status, OptInStatus::NoReq);
+    assert_eq!(c.payoff, None);
+    assert_eq!(c.channel, "app-io-channel");
+    // Again later: T&C timestamp unchanged.
+    let again = store.enroll_citizen(&cf, None, &io(), t0() + secs(60)).await.unwrap();
+    assert_eq!(again.timestamp_tc, t0());
+    assert_eq!(store.get_citizen(&cf).await.unwrap(), Some(again));
+}
+
+pub async fn opt_in_moves_one_way(store: Arc<dyn Store>) {
+    let cf = fiscal_code(2);
+    let c = store.enroll_citizen(&cf, Some(OptInStatus::NoReq), &io(), t0()).await.unwrap();
+    assert_eq!(c.opt_in_status, OptInStatus::NoReq);
+    let c = store.enroll_citizen(&cf, Some(OptInStatus::Accepted), &io(), t0()).await.unwrap();
+    assert_eq!(c.opt_in_status, OptInStatus::Accepted);
+    let c = store.enroll_citizen(&cf, Some(OptInStatus::Denied), &io(), t0()).await.unwrap();
+    assert_eq!(c.opt_in_status, OptInStatus::Accepted, "opt-in must not change once set");
+    let cf2 = fiscal_code(3);
+    let c2 = store.enroll_citizen(&cf2, Some(OptInStatus::Denied), &io(), t0()).await.unwrap();
+    assert_eq!(c2.opt_in_status, OptInStatus::Denied);
+}
+
+pub async fn instrument_lifecycle_and_history(store: Arc<dyn Store>) {
+    let a = fiscal_code(10);
+    let b = fiscal_code(11);
+    let h = hpan(1);
+    // Not enrolled → refused.
+    assert_eq!(
+        store.enroll_instrument(&h, &a, &io(), t0()).await.unwrap(),
+        EnrollInstrumentOutcome::CitizenNotEnabled
+    );
+    assert_eq!(store.get_instrument(&h).await.unwrap(), None);
+    store.enroll_citizen(&a, None, &io(), t0()).await.unwrap();
+    store.enroll_citizen(&b, None, &bank("bank-b"), t0()).await.unwrap();
+
+    let t1 = t0() + secs(10);
+    let EnrollInstrumentOutcome::Activated(i) = store.enroll_instrument(&h, &a, &io(), t1).await.unwrap() else {
+        panic!("expected activation")
+    };
+    assert_eq!(i.status, InstrumentStatus::Active);
+    assert_eq!(i.fiscal_code, a);
+    assert_eq!(i.activation_date, t1);
+    assert_eq!(i.deactivation_date, None);
+    assert_eq!(i.channel, "app-io-channel");
+    // Idempotent for the owner; activation date unchanged.
+    let EnrollInstrumentOutcome::AlreadyActive(same) =
+        store.enroll_instrument(&h, &a, &io(), t1 + secs(5)).await.unwrap()
+    else {
+        panic!("expected already active")
+    };
+    assert_eq!(same.activation_date, t1);
+    // Someone else → 409.
+    assert_eq!(
+        store.enroll_instrument(&h, &b, &bank("bank-b"), t1).await.unwrap(),
+        EnrollInstrumentOutcome::OwnedByOther
+    );
+    assert_eq!(store.delete_instrument(&h, Some(&b), t1).await.unwrap(), DeleteInstrumentOutcome::OwnedByOther);
+    // Owner deletes.
+    let t2 = t1 + secs(100);
+    assert_eq!(store.delete_instrument(&h, Some(&a), t2).await.unwrap(), DeleteInstrumentOutcome::Deactivated);
+    assert_eq!(store.delete_instrument(&h, Some(&a), t2).await.unwrap(), DeleteInstrumentOutcome::AlreadyInactive);
+    let i = store.get_instrument(&h).await.unwrap().unwrap();
+    assert_eq!(i.status, InstrumentStatus::Inactive);
+    assert_eq!(i.deactivation_date, Some(t2));
+    // Another citizen takes it over.
+    let t3 = t2 + secs(100);
+    let EnrollInstrumentOutcome::Activated(i) =
+        store.enroll_instrument(&h, &b, &bank("bank-b"), t3).await.unwrap()
+    else {
+        panic!("expected reactivation")
+    };
+    assert_eq!(i.fiscal_code, b);
+    assert_eq!(i.channel, "bank-b");
+    assert_eq!(i.deactivation_date, None);
+    // The history keeps both windows with their owners.
+    let hist = store.instrument_history(&h).await.unwrap();
+    assert_eq!(
+        hist,
+        vec![
+            ActivationWindow { hpan: h.clone(), fiscal_code: a.clone(), channel: "app-io-channel".into(), from: t1, to: Some(t2) },
+            ActivationWindow { hpan: h.clone(), fiscal_code: b.clone(), channel: "bank-b".into(), from: t3, to: None },
+        ]
+    );
+    // Unknown instrument.
+    assert_eq!(store.delete_instrument(&hpan(999), Some(&a), t3).await.unwrap(), DeleteInstrumentOutcome::NotFound);
+    // Delete by hpan only (trusted caller).
+    assert_eq!(store.delete_instrument(&h, None, t3 + secs(1)).await.unwrap(), DeleteInstrumentOutcome::Deactivated);
+}
+
+pub async fn concurrent_enrollment_has_one_winner(store: Arc<dyn Store>) {
+    let a = fiscal_code(20);
+    let b = fiscal_code(21);
+    store.enroll_citizen(&a, None, &io(), t0()).await.unwrap();
+    store.enroll_citizen(&b, None, &io(), t0()).await.unwrap();
+    for round in 0..50u64 {
+        let h = hpan(10_000 + round);
+        let (s1, s2) = (store.clone(), store.clone());
+        let (h1, h2) = (h.clone(), h.clone());
+        let (a1, b1) = (a.clone(), b.clone());
+        let j1 = tokio::spawn(async move { s1.enroll_instrument(&h1, &a1, &io(), t0()).await.unwrap() });
+        let j2 = tokio::spawn(async move { s2.enroll_instrument(&h2, &b1, &io(), t0()).await.unwrap() });
+        let (r1, r2) = (j1.await.unwrap(), j2.await.unwrap());
+        let wins = [&r1, &r2].iter().filter(|r| matches!(r, EnrollInstrumentOutcome::Activated(_))).count();
+        let conflicts = [&r1, &r2].iter().filter(|r| matches!(r, EnrollInstrumentOutcome::OwnedByOther)).count();
+        assert_eq!((wins, conflicts), (1, 1), "round {round}: {r1:?} / {r2:?}");
+        let owner = store.get_instrument(&h).await.unwrap().unwrap().fiscal_code;
+        let winner = if matches!(r1, EnrollInstrumentOutcome::Activated(_)) { &a } else { &b };
+        assert_eq!(&owner, winner);
+        assert_eq!(store.instrument_history(&h).await.unwrap().len(), 1);
+    }
+}
+
+pub async fn payoff_rules(store: Arc<dyn Store>) {
+    let cf = fiscal_code(30);
+    assert_eq!(
+        store.set_payoff(&cf, payoff("IT60X0542811101000000123456"), t0()).await.unwrap(),
+        SetPayoffOutcome::CitizenNotFound
+    );
+    store.enroll_citizen(&cf, None, &io(), t0()).await.unwrap();
+    let mut p = payoff("IT60X0542811101000000123456");
+    p.technical_account_holder = Some("Banca X".into());
+    p.issuer_card_id = Some("card-1".into());
+    let SetPayoffOutcome::Updated(c) = store.set_payoff(&cf, p.clone(), t0()).await.unwrap() else {
+        panic!("expected update")
+    };
+    assert_eq!(c.payoff, Some(p.clone()));
+    assert_eq!(store.get_citizen(&cf).await.unwrap().unwrap().payoff, Some(p));
+    store.withdraw_citizen(&cf, &io(), t0()).await.unwrap();
+    assert_eq!(
+        store.set_payoff(&cf, payoff("IT60X0542811101000000123456"), t0()).await.unwrap(),
+        SetPayoffOutcome::CitizenNotEnabled
+    );
+}
+
+pub async fn withdrawal_is_all_or_nothing(store: Arc<dyn Store>) {
+    let cf = fiscal_code(40);
+    store.enroll_citizen(&cf, Some(OptInStatus::Accepted), &io(), t0()).await.unwrap();
+    store.set_payoff(&cf, payoff("IT60X0542811101000000123456"), t0()).await.unwrap();
+    let (h1, h2, h3) = (hpan(401), hpan(402), hpan(403));
+    store.enroll_instrument(&h1, &cf, &io(), t0()).await.unwrap();
+    store.enroll_instrument(&h2, &cf, &bank("bank-x"), t0()).await.unwrap();
+    store.enroll_instrument(&h3, &cf, &bank("bank-x"), t0()).await.unwrap();
+    store.delete_instrument(&h3, Some(&cf), t0() + secs(1)).await.unwrap();
+    let counts = store.count_active_instruments(&cf).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ChannelCount { channel: "app-io-channel".into(), count: 1 },
+            ChannelCount { channel: "bank-x".into(), count: 1 }
+        ]
+    );
+    // An issuer cannot withdraw a citizen with IO instruments: nothing changes.
+    let t1 = t0() + secs(60);
+    assert_eq!(store.withdraw_citizen(&cf, &bank("bank-x"), t1).await.unwrap(), WithdrawOutcome::TooManyChannels);
+    let c = store.get_citizen(&cf).await.unwrap().unwrap();
+    assert!(c.enabled);
+    assert!(c.payoff.is_some());
+    assert_eq!(store.get_instrument(&h1).await.unwrap().unwrap().status, InstrumentStatus::Active);
+    // IO can.
+    assert_eq!(
+        store.withdraw_citizen(&cf, &io(), t1).await.unwrap(),
+        WithdrawOutcome::Withdrawn { instruments: 2 }
+    );
+    let c = store.get_citizen(&cf).await.unwrap().unwrap();
+    assert!(!c.enabled);
+    assert_eq!(c.payoff, None);
+    assert_eq!(c.opt_in_status, OptInStatus::NoReq);
+    assert_eq!(c.cancellation, Some(t1));
+    for h in [&h1, &h2] {
+        let i = store.get_instrument(h).await.unwrap().unwrap();
+        assert_eq!(i.status, InstrumentStatus::Inactive);
+        assert_eq!(i.deactivation_date, Some(t1));
+        let hist = store.instrument_history(h).await.unwrap();
+        assert_eq!(hist.last().unwrap().to, Some(t1));
+    }
+    assert!(store.count_active_instruments(&cf).await.unwrap().is_empty());
+    // Idempotent.
+    assert_eq!(store.withdraw_citizen(&cf, &io(), t1).await.unwrap(), WithdrawOutcome::AlreadyWithdrawn);
+    assert_eq!(store.withdraw_citizen(&fiscal_code(41), &io(), t1).await.unwrap(), WithdrawOutcome::NotFound);
+    // Instruments refused while withdrawn; re-enrollment gives a new T&C timestamp, opt-in NOREQ.
+    assert_eq!(
+        store.enroll_instrument(&hpan(404), &cf, &io(), t1).await.unwrap(),
+        EnrollInstrumentOutcome::CitizenNotEnabled
+    );
+    let t2 = t1 + secs(60);
+    let c = store.enroll_citizen(&cf, Some(OptInStatus::Accepted), &io(), t2).await.unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.timestamp_tc, t2);
+    assert_eq!(c.opt_in_status, OptInStatus::NoReq);
+    // An issuer whose channel owns every active instrument may withdraw.
+    let cf2 = fiscal_code(42);
+    store.enroll_citizen(&cf2, None, &bank("bank-y"), t0()).await.unwrap();
+    store.enroll_instrument(&hpan(405), &cf2, &bank("bank-y"), t0()).await.unwrap();
+    assert_eq!(
+        store.withdraw_citizen(&cf2, &bank("bank-y"), t1).await.unwrap(),
+        WithdrawOutcome::Withdrawn { instruments: 1 }
+    );
+}
+
+pub async fn award_periods(store: Arc<dyn Store>) {
+    let defaults = cashback_domain::period::default_programme();
+    assert_eq!(store.seed_award_periods(&defaults).await.unwrap(), defaults.len() as u64);
+    assert_eq!(store.seed_award_periods(&defaults).await.unwrap(), 0, "seeding is idempotent");
+    assert_eq!(store.list_award_periods().await.unwrap(), defaults);
+    let mut p: AwardPeriod = defaults[1].clone();
+    p.grace_period_days = 20;
+    p.min_transaction_number = 55;
+    store.upsert_award_period(&p).await.unwrap();
+    let listed = store.list_award_periods().await.unwrap();
+    assert_eq!(listed[1], p);
+    assert_eq!(listed.len(), defaults.len());
+}
+
+pub async fn credentials(store: Arc<dyn Store>) {
+    let c = Credential {
+        id: "issuer-1".into(),
+        kind: CredentialKind::Issuer,
+        scope: "bank-x".into(),
+        key_sha256: "a".repeat(64),
+        created_at: t0(),
+        revoked_at: None,
+    };
+    store.insert_credential(&c).await.unwrap();
+    assert!(store.insert_credential(&c).await.is_err(), "duplicate credential id must fail");
+    assert_eq!(store.find_credential_by_key_hash(&"a".repeat(64)).await.unwrap(), Some(c.clone()));
+    assert_eq!(store.find_credential_by_key_hash(&"b".repeat(64)).await.unwrap(), None);
+    assert_eq!(store.list_credentials().await.unwrap(), vec![c.clone()]);
+    assert!(store.revoke_credential("issuer-1", t0()).await.unwrap());
+    assert!(!store.revoke_credential("issuer-1", t0()).await.unwrap());
+    assert_eq!(store.find_credential_by_key_hash(&"a".repeat(64)).await.unwrap().unwrap().revoked_at, Some(t0()));
+}
+
+pub async fn many_writers_all_durable(store: Arc<dyn Store>) {
+    let cf = fiscal_code(50);
+    store.enroll_citizen(&cf, None, &io(), t0()).await.unwrap();
+    let mut joins = Vec::new();
+    for n in 0..400u64 {
+        let s = store.clone();
+        let cf = cf.clone();
+        joins.push(tokio::spawn(async move { s.enroll_instrument(&hpan(50_000 + n), &cf, &io(), t0()).await }));
+    }
+    for j in joins {
+        assert!(matches!(j.await.unwrap().unwrap(), EnrollInstrumentOutcome::Activated(_)));
+    }
+    let counts = store.count_active_instruments(&cf).await.unwrap();
+    assert_eq!(counts, vec![ChannelCount { channel: "app-io-channel".into(), count: 400 }]);
+}
+
+/// Expands to one `#[tokio::test]` per contract story. `$make` is an async expression that
+/// returns a fresh `Arc<dyn Store>`.
+#[macro_export]
+macro_rules! contract_tests {
+    ($make:expr) => {
+        $crate::contract_tests!(@each $make;
+            citizen_enroll_is_idempotent,
+            opt_in_moves_one_way,
+            instrument_lifecycle_and_history,
+            concurrent_enrollment_has_one_winner,
+            payoff_rules,
+            withdrawal_is_all_or_nothing,
+            award_periods,
+            credentials,
+            many_writers_all_durable
+        );
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $make.await;
+                $crate::testkit::$name(store).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,183 @@
+//! Configuration: built-in defaults → optional TOML file (`--config`) → environment variables
+//! and flags (clap, `CASHBACK_*`). Secrets may be given inline, by file, or by environment.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub dev: Option<bool>,
+    /// The PAN hashing salt, or `salt_file`.
+    pub salt: Option<String>,
+    pub salt_file: Option<PathBuf>,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    pub iban_check: Option<IbanCheckConfig>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub sqlite: SqliteConfig,
+    #[serde(default)]
+    pub postgres: PostgresConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// HS256 secret for bearer JWTs (sub = fiscal code), or `jwt_secret_file`.
+    pub jwt_secret: Option<String>,
+    pub jwt_secret_file: Option<PathBuf>,
+    /// io-backend-like introspection endpoint (`GET` with the bearer token → `{fiscal_code}`).
+    pub introspection_url: Option<String>,
+    #[serde(default = "default_5000")]
+    pub introspection_timeout_ms: u64,
+    #[serde(default = "default_3600")]
+    pub cache_ttl_secs: u64,
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IbanCheckConfig {
+    pub url: String,
+    #[serde(default = "default_5000")]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub body_bytes_max: usize,
+    pub concurrency_max: usize,
+    pub request_timeout_ms: u64,
+    pub credential_cache_ttl_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = cashback_api::state::HttpLimits::default();
+        Self {
+            body_bytes_max: d.body_bytes_max,
+            concurrency_max: d.concurrency_max,
+            request_timeout_ms: d.request_timeout.as_millis() as u64,
+            credential_cache_ttl_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    pub queue_capacity: usize,
+    pub batch_max: usize,
+    pub readers: usize,
+    pub synchronous_full: bool,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        let d = cashback_store_sqlite::SqliteOptions::default();
+        Self { queue_capacity: d.queue_capacity, batch_max: d.batch_max, readers: d.readers, synchronous_full: d.synchronous_full }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout_ms: 3000 }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// "text" (default) or "json".
+    pub format: Option<String>,
+}
+
+fn default_5000() -> u64 {
+    5000
+}
+fn default_3600() -> u64 {
+    3600
+}
+fn default_cache_entries() -> usize {
+    1_000_000
+}
+
+pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// A secret from an inline value or a file (trailing newline trimmed); both set is an error.
+pub fn secret(name: &str, inline: Option<String>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    match (inline, file) {
+        (Some(_), Some(_)) => bail!("{name}: set either the value or the file, not both"),
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(f)) => {
+            let v = std::fs::read_to_string(f).with_context(|| format!("{name}: reading {}", f.display()))?;
+            Ok(Some(v.trim_end_matches(['\n', '\r']).to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+pub fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        if rest.is_empty() {
+            bail!("database: sqlite URL needs a path, e.g. sqlite://cashback.db");
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseUrl::Postgres(url.to_owned()))
+    } else {
+        bail!("database: unsupported URL (use sqlite://PATH or postgres://…)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(parse_database_url("sqlite://cashback.db").unwrap(), DatabaseUrl::Sqlite("cashback.db".into()));
+        assert_eq!(parse_database_url("sqlite:///tmp/x.db").unwrap(), DatabaseUrl::Sqlite("/tmp/x.db".into()));
+        assert!(matches!(parse_database_url("postgres://u@h/db").unwrap(), DatabaseUrl::Postgres(_)));
+        assert!(parse_database_url("mysql://x").is_err());
+        assert!(parse_database_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn config_rejects_unknown_keys() {
+        assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nbogus = 1\n").is_err());
+        let c: FileConfig = toml::from_str("[identity]\njwt_secret = \"s\"\n[limits]\nconcurrency_max = 10\n").unwrap();
+        assert_eq!(c.limits.concurrency_max, 10);
+        assert_eq!(c.identity.jwt_secret.as_deref(), Some("s"));
+    }
+}

@@ -1,0 +1,79 @@
+//! `cashback`: the composition root. Only this crate names concrete storage backends.
+
+mod bench;
+mod config;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cashback", version, about = "National card-linked cashback platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB.
+    #[arg(long = "database", env = "CASHBACK_DATABASE_URL")]
+    pub database: Option<String>,
+    /// TOML configuration file.
+    #[arg(long, env = "CASHBACK_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CASHBACK_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Development mode: mock identity login, a fixed test salt and JWT secret, verbose errors.
+    #[arg(long, env = "CASHBACK_DEV")]
+    pub dev: bool,
+    /// PAN hashing salt (secret; prefer the config file's salt_file in production).
+    #[arg(long, env = "CASHBACK_SALT", hide_env_values = true)]
+    pub salt: Option<String>,
+    /// HS256 secret for citizens' bearer tokens.
+    #[arg(long, env = "CASHBACK_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Token introspection URL (io-backend `GET /bpd/api/v1/user`-like).
+    #[arg(long, env = "CASHBACK_INTROSPECTION_URL")]
+    pub introspection_url: Option<String>,
+    /// Account-holder check service URL (validate-account-holder).
+    #[arg(long, env = "CASHBACK_IBAN_CHECK_URL")]
+    pub iban_check_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrations run first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Operator tasks: credentials and award periods.
+    Admin {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: serve::AdminCommand,
+    },
+    /// Load generator for the enrollment benchmark (loopback only).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::serve(args)),
+        Command::Migrate(db) => runtime.block_on(serve::migrate(db)),
+        Command::Admin { db, command } => runtime.block_on(serve::admin(db, command)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+    }
+}

@@ -1,0 +1,324 @@
+//! `serve`, `migrate` and `admin`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cashback_api::auth::{CredentialCache, IdentityResolver, IntrospectionResolver, JwtResolver, sha256_hex};
+use cashback_api::iban_check::{HttpIbanChecker, IbanChecker};
+use cashback_api::state::{AppState, HttpLimits, Secret, system_clock};
+use cashback_domain::AwardPeriod;
+use cashback_store::{Credential, CredentialKind, Store};
+use clap::Subcommand;
+use time::OffsetDateTime;
+
+use crate::config::{self, DatabaseUrl, FileConfig};
+use crate::{DbArgs, ServeArgs};
+
+/// The fixed salt of `--dev` (public: never use it for real cards).
+pub const DEV_SALT: &str = "cashback-dev-salt";
+/// The fixed JWT secret of `--dev` (public).
+pub const DEV_JWT_SECRET: &str = "cashback-dev-jwt-secret";
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_DATABASE: &str = "sqlite://cashback.db";
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config::parse_database_url(url)? {
+        DatabaseUrl::Sqlite(path) => {
+            let opts = cashback_store_sqlite::SqliteOptions {
+                queue_capacity: cfg.sqlite.queue_capacity,
+                batch_max: cfg.sqlite.batch_max,
+                readers: cfg.sqlite.readers,
+                synchronous_full: cfg.sqlite.synchronous_full,
+                ..Default::default()
+            };
+            cashback_store_sqlite::SqliteStore::open(&path, opts).with_context(|| format!("opening {}", path.display()))?
+        }
+        DatabaseUrl::Postgres(url) => {
+            let opts = cashback_store_postgres::PgOptions {
+                max_connections: cfg.postgres.max_connections,
+                acquire_timeout: Duration::from_millis(cfg.postgres.acquire_timeout_ms),
+                ..Default::default()
+            };
+            cashback_store_postgres::PgStore::connect(&url, opts).await.context("connecting to PostgreSQL")?
+        }
+    })
+}
+
+fn database_url(db: &DbArgs, cfg: &FileConfig) -> String {
+    db.database.clone().or_else(|| cfg.database.clone()).unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
+}
+
+pub async fn migrate(db: DbArgs) -> anyhow::Result<()> {
+    init_tracing(false);
+    let cfg = config::load(db.config.as_deref())?;
+    let url = database_url(&db, &cfg);
+    let applied = match config::parse_database_url(&url)? {
+        DatabaseUrl::Sqlite(path) => cashback_store_sqlite::SqliteStore::migrate_only(&path)?,
+        DatabaseUrl::Postgres(url) => cashback_store_postgres::PgStore::migrate_only(&url).await?,
+    };
+    println!("migrations applied: {applied}");
+    Ok(())
+}
+
+fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)?
+        .set_buckets_for_metric(Matcher::Full("cashback_writer_batch_size".into()), &batch)?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = config::load(args.db.config.as_deref())?;
+    init_tracing(cfg.log.format.as_deref() == Some("json"));
+    let dev = args.dev || cfg.dev.unwrap_or(false);
+    let listen = match args.listen {
+        Some(a) => a,
+        None => cfg.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse().context("listen: not a socket address")?,
+    };
+    let url = database_url(&args.db, &cfg);
+
+    let salt = match args.salt.clone().or(config::secret("salt", cfg.salt.clone(), cfg.salt_file.as_deref())?) {
+        Some(s) if !s.is_empty() => s,
+        _ if dev => DEV_SALT.to_owned(),
+        _ => bail!("salt: required outside --dev (CASHBACK_SALT, --salt, or salt/salt_file in the config file)"),
+    };
+    let jwt_secret = args
+        .jwt_secret
+        .clone()
+        .or(config::secret("identity.jwt_secret", cfg.identity.jwt_secret.clone(), cfg.identity.jwt_secret_file.as_deref())?);
+    let introspection = args.introspection_url.clone().or(cfg.identity.introspection_url.clone());
+    let identity: Arc<dyn IdentityResolver> = match (introspection, jwt_secret) {
+        (Some(url), _) => Arc::new(IntrospectionResolver::new(
+            url,
+            Duration::from_millis(cfg.identity.introspection_timeout_ms),
+            Duration::from_secs(cfg.identity.cache_ttl_secs),
+            cfg.identity.cache_entries,
+        )),
+        (None, Some(secret)) => Arc::new(JwtResolver::hs256(&Secret::new(secret))),
+        (None, None) if dev => Arc::new(JwtResolver::hs256(&Secret::new(DEV_JWT_SECRET))),
+        (None, None) => bail!("identity: configure introspection_url or jwt_secret (or run with --dev)"),
+    };
+    let iban_url = args.iban_check_url.clone().or(cfg.iban_check.as_ref().map(|c| c.url.clone()));
+    let iban_checker: Option<Arc<dyn IbanChecker>> = iban_url.map(|u| {
+        let t = cfg.iban_check.as_ref().map(|c| c.timeout_ms).unwrap_or(5000);
+        Arc::new(HttpIbanChecker::new(u, Duration::from_millis(t))) as Arc<dyn IbanChecker>
+    });
+
+    let metrics = install_metrics()?;
+    let store = open_store(&url, &cfg).await?;
+    let seeded = store.seed_award_periods(&cashback_domain::period::default_programme()).await?;
+    if seeded > 0 {
+        tracing::info!(seeded, "default award periods seeded");
+    }
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        identity,
+        credentials: CredentialCache::new(Duration::from_secs(cfg.limits.credential_cache_ttl_secs)),
+        iban_checker,
+        salt: Secret::new(salt),
+        clock: system_clock(),
+        dev,
+        dev_jwt_secret: dev.then(|| Secret::new(DEV_JWT_SECRET)),
+        limits: HttpLimits {
+            body_bytes_max: cfg.limits.body_bytes_max,
+            concurrency_max: cfg.limits.concurrency_max,
+            request_timeout: Duration::from_millis(cfg.limits.request_timeout_ms),
+        },
+        periods: RwLock::new(Arc::new(Vec::new())),
+        metrics: Some(metrics),
+    });
+    state.refresh_periods().await?;
+    {
+        // Award periods change only by operator action (possibly from another process).
+        let st = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                if let Err(e) = st.refresh_periods().await {
+                    tracing::warn!(error = %e, "refreshing award periods failed");
+                }
+            }
+        });
+    }
+    let app = cashback_api::router(state.clone());
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    tracing::info!(%listen, backend = store.backend(), dev, openapi = cashback_api::OPENAPI_PATH, "cashback serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("draining writes");
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested");
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create a credential; prints the API key once (only its SHA-256 is stored).
+    CredentialCreate {
+        /// issuer, acquirer or payment-manager.
+        #[arg(long)]
+        kind: String,
+        /// Issuer: enrollment channel; acquirer: ABI code; payment-manager: a label.
+        #[arg(long)]
+        scope: String,
+        /// Identifier (default: KIND-SCOPE).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List credentials (never the keys).
+    CredentialList,
+    /// Revoke a credential by id.
+    CredentialRevoke { id: String },
+    /// List award periods.
+    PeriodList,
+    /// Create or replace an award period.
+    PeriodSet {
+        #[arg(long)]
+        id: i64,
+        /// YYYY-MM-DD
+        #[arg(long)]
+        start: String,
+        /// YYYY-MM-DD
+        #[arg(long)]
+        end: String,
+        #[arg(long, default_value_t = 10)]
+        grace_days: u32,
+        #[arg(long, default_value_t = 50)]
+        min_transactions: u32,
+        /// Ranking positions awarded the Super Cashback (0 = none).
+        #[arg(long, default_value_t = 100_000)]
+        super_cashback_positions: u32,
+        /// Super Cashback prize, euro-cents.
+        #[arg(long, default_value_t = 150_000)]
+        super_cashback_cents: i64,
+        #[arg(long, default_value_t = 10)]
+        percentage: u32,
+        #[arg(long, default_value_t = 15_000)]
+        max_evaluated_cents: i64,
+        #[arg(long, default_value_t = 1_500)]
+        max_transaction_cashback_cents: i64,
+        #[arg(long, default_value_t = 15_000)]
+        max_period_cashback_cents: i64,
+    },
+}
+
+fn parse_date(field: &str, s: &str) -> anyhow::Result<time::Date> {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+        .with_context(|| format!("{field}: expected YYYY-MM-DD"))
+}
+
+pub async fn admin(db: DbArgs, cmd: AdminCommand) -> anyhow::Result<()> {
+    init_tracing(false);
+    let cfg = config::load(db.config.as_deref())?;
+    let store = open_store(&database_url(&db, &cfg), &cfg).await?;
+    let now = OffsetDateTime::now_utc();
+    let result = run_admin(&store, cmd, now).await;
+    store.close().await;
+    result
+}
+
+async fn run_admin(store: &Arc<dyn Store>, cmd: AdminCommand, now: OffsetDateTime) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::CredentialCreate { kind, scope, id } => {
+            let kind = CredentialKind::parse(&kind).context("kind: must be issuer, acquirer or payment-manager")?;
+            if kind == CredentialKind::Issuer {
+                cashback_domain::enrollment::Channel::parse(&scope).map_err(|e| anyhow::anyhow!("scope: {e}"))?;
+            }
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+            let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let cred = Credential {
+                id: id.unwrap_or_else(|| format!("{}-{scope}", kind.as_str())),
+                kind,
+                scope,
+                key_sha256: sha256_hex(key.as_bytes()),
+                created_at: now,
+                revoked_at: None,
+            };
+            store.insert_credential(&cred).await.context("creating the credential (is the id already used?)")?;
+            println!("{}", serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key }));
+        }
+        AdminCommand::CredentialList => {
+            for c in store.list_credentials().await? {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": c.id, "kind": c.kind.as_str(), "scope": c.scope,
+                        "createdAt": cashback_api::dto::timestamp(c.created_at),
+                        "revokedAt": c.revoked_at.map(cashback_api::dto::timestamp) })
+                );
+            }
+        }
+        AdminCommand::CredentialRevoke { id } => {
+            if !store.revoke_credential(&id, now).await? {
+                bail!("no active credential with id {id}");
+            }
+            println!("revoked {id}");
+        }
+        AdminCommand::PeriodList => {
+            let today = cashback_domain::calendar::rome_date(now);
+            for p in store.list_award_periods().await? {
+                println!("{}", serde_json::to_string(&cashback_api::dto::AwardPeriodResource::from(&p, today, true))?);
+            }
+        }
+        AdminCommand::PeriodSet {
+            id,
+            start,
+            end,
+            grace_days,
+            min_transactions,
+            super_cashback_positions,
+            super_cashback_cents,
+            percentage,
+            max_evaluated_cents,
+            max_transaction_cashback_cents,
+            max_period_cashback_cents,
+        } => {
+            use cashback_domain::Money;
+            let p = AwardPeriod {
+                id,
+                start: parse_date("start", &start)?,
+                end: parse_date("end", &end)?,
+                grace_period_days: grace_days,
+                min_transaction_number: min_transactions,
+                max_amount: Money::from_cents(super_cashback_cents),
+                min_position: super_cashback_positions,
+                max_transaction_cashback: Money::from_cents(max_transaction_cashback_cents),
+                max_period_cashback: Money::from_cents(max_period_cashback_cents),
+                cashback_percentage: percentage,
+                max_transaction_evaluated: Money::from_cents(max_evaluated_cents),
+            };
+            p.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.upsert_award_period(&p).await?;
+            println!("award period {id} saved (running servers pick it up within 30 s)");
+        }
+    }
+    Ok(())
+}
