@@ -219,7 +219,9 @@ impl FromRequestParts<SharedState> for Citizen {
         match state.identity.resolve(token).await {
             Ok(cf) => Ok(Citizen(cf)),
             Err(IdentityError::Unauthorized) => Err(ApiError::unauthorized("Authorization: invalid or expired token")),
-            Err(IdentityError::Timeout) => Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "identity service timed out")),
+            Err(IdentityError::Timeout) => {
+                Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "identity service timed out"))
+            }
             Err(IdentityError::Unavailable) => Err(ApiError::unavailable("identity service unavailable", 2)),
         }
     }

@@ -70,7 +70,12 @@ fn holder_code(raw: &str) -> ApiResult<String> {
 
 /// Set the payout IBAN (contract §4.4 rule 6). `issuer`: true for HB calls, which may set a
 /// technical account (no holder check). Returns the `validationStatus`.
-pub async fn patch_payoff(st: &SharedState, cf: &FiscalCode, body: CitizenPatch, issuer: bool) -> ApiResult<&'static str> {
+pub async fn patch_payoff(
+    st: &SharedState,
+    cf: &FiscalCode,
+    body: CitizenPatch,
+    issuer: bool,
+) -> ApiResult<&'static str> {
     let iban = Iban::parse(&body.payoff_instr)?;
     if body.payoff_instr_type != "IBAN" {
         return Err(ApiError::field(StatusCode::BAD_REQUEST, "payoffInstrType", "must be IBAN"));
@@ -140,13 +145,18 @@ pub async fn patch_payoff(st: &SharedState, cf: &FiscalCode, body: CitizenPatch,
 pub async fn withdraw(st: &SharedState, cf: &FiscalCode, channel: &Channel) -> ApiResult<()> {
     match st.store.withdraw_citizen(cf, channel, st.now()).await? {
         WithdrawOutcome::Withdrawn { .. } | WithdrawOutcome::AlreadyWithdrawn | WithdrawOutcome::NotFound => Ok(()),
-        WithdrawOutcome::TooManyChannels => Err(ApiError::bad_request(
-            "the citizen has active payment instruments enrolled through other channels",
-        )),
+        WithdrawOutcome::TooManyChannels => {
+            Err(ApiError::bad_request("the citizen has active payment instruments enrolled through other channels"))
+        }
     }
 }
 
-pub async fn enroll_instrument(st: &SharedState, hpan: &Hpan, cf: &FiscalCode, channel: &Channel) -> ApiResult<Instrument> {
+pub async fn enroll_instrument(
+    st: &SharedState,
+    hpan: &Hpan,
+    cf: &FiscalCode,
+    channel: &Channel,
+) -> ApiResult<Instrument> {
     let out = st.store.enroll_instrument(hpan, cf, channel, st.now()).await?;
     match out {
         EnrollInstrumentOutcome::Activated(i) => {
@@ -154,7 +164,9 @@ pub async fn enroll_instrument(st: &SharedState, hpan: &Hpan, cf: &FiscalCode, c
             Ok(i)
         }
         EnrollInstrumentOutcome::AlreadyActive(i) => Ok(i),
-        EnrollInstrumentOutcome::CitizenNotEnabled => Err(ApiError::forbidden("the citizen is not enrolled in the programme")),
+        EnrollInstrumentOutcome::CitizenNotEnabled => {
+            Err(ApiError::forbidden("the citizen is not enrolled in the programme"))
+        }
         EnrollInstrumentOutcome::OwnedByOther => {
             metrics::counter!("cashback_instrument_enrollments_total", "result" => "conflict").increment(1);
             Err(ApiError::conflict("the payment instrument is active for another citizen"))
@@ -166,6 +178,8 @@ pub async fn delete_instrument(st: &SharedState, hpan: &Hpan, cf: Option<&Fiscal
     match st.store.delete_instrument(hpan, cf, st.now()).await? {
         DeleteInstrumentOutcome::Deactivated | DeleteInstrumentOutcome::AlreadyInactive => Ok(()),
         DeleteInstrumentOutcome::NotFound => Err(ApiError::not_found("payment instrument not found")),
-        DeleteInstrumentOutcome::OwnedByOther => Err(ApiError::conflict("the payment instrument belongs to another citizen")),
+        DeleteInstrumentOutcome::OwnedByOther => {
+            Err(ApiError::conflict("the payment instrument belongs to another citizen"))
+        }
     }
 }

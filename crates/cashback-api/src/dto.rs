@@ -332,7 +332,7 @@ where
             Err(e) => {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                if path.is_empty() || path == "." {
+                if path.is_empty() || path == "." || path == "?" {
                     Err(ApiError::bad_request(format!("request body: {inner}")))
                 } else {
                     Err(ApiError::field(axum::http::StatusCode::BAD_REQUEST, path, inner))

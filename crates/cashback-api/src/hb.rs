@@ -64,7 +64,11 @@ fn audience(flag: &TechnicalFlag) -> Audience {
 #[utoipa::path(put, path = "/bpd/hb/citizens/{fiscalCode}", tag = "hb", security(("apiKey" = [])),
     params(("fiscalCode" = String, Path)),
     responses((status = 200, body = CitizenResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn put_citizen_v1(State(st): State<SharedState>, issuer: Issuer, Path(cf): Path<String>) -> ApiResult<Json<CitizenResource>> {
+pub async fn put_citizen_v1(
+    State(st): State<SharedState>,
+    issuer: Issuer,
+    Path(cf): Path<String>,
+) -> ApiResult<Json<CitizenResource>> {
     let cf = core::parse_cf(&cf, "fiscalCode")?;
     let c = core::enroll_citizen(&st, &cf, None, &issuer_channel(&issuer)?).await?;
     Ok(Json(CitizenResource::from(&c)))
@@ -87,7 +91,11 @@ pub async fn put_citizen_v2(
 #[utoipa::path(get, path = "/bpd/hb/citizens/{fiscalCode}", tag = "hb", security(("apiKey" = [])),
     params(("fiscalCode" = String, Path)),
     responses((status = 200, body = CitizenResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn get_citizen_v1(State(st): State<SharedState>, _i: Issuer, Path(cf): Path<String>) -> ApiResult<Json<CitizenResource>> {
+pub async fn get_citizen_v1(
+    State(st): State<SharedState>,
+    _i: Issuer,
+    Path(cf): Path<String>,
+) -> ApiResult<Json<CitizenResource>> {
     let cf = core::parse_cf(&cf, "fiscalCode")?;
     Ok(Json(CitizenResource::from(&core::get_citizen(&st, &cf).await?)))
 }
@@ -206,7 +214,11 @@ async fn instrument_by_hpan(st: &SharedState, hpan: &Hpan) -> ApiResult<Json<Pay
 #[utoipa::path(get, path = "/bpd/hb/payment-instruments/{pan}", tag = "hb", security(("apiKey" = [])),
     params(("pan" = String, Path, description = "clear PAN")),
     responses((status = 200, body = PaymentInstrumentResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn get_card_v1(State(st): State<SharedState>, _i: Issuer, Path(pan): Path<String>) -> ApiResult<Json<PaymentInstrumentResource>> {
+pub async fn get_card_v1(
+    State(st): State<SharedState>,
+    _i: Issuer,
+    Path(pan): Path<String>,
+) -> ApiResult<Json<PaymentInstrumentResource>> {
     instrument_by_hpan(&st, &hpan_of_pan(&st, &pan, "pan")?).await
 }
 
@@ -214,7 +226,11 @@ pub async fn get_card_v1(State(st): State<SharedState>, _i: Issuer, Path(pan): P
 #[utoipa::path(get, path = "/bpd/hb/payment-instruments/v2", tag = "hb", security(("apiKey" = [])),
     params(("id" = String, Header, description = "clear PAN")),
     responses((status = 200, body = PaymentInstrumentResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn get_card_v2(State(st): State<SharedState>, _i: Issuer, headers: HeaderMap) -> ApiResult<Json<PaymentInstrumentResource>> {
+pub async fn get_card_v2(
+    State(st): State<SharedState>,
+    _i: Issuer,
+    headers: HeaderMap,
+) -> ApiResult<Json<PaymentInstrumentResource>> {
     instrument_by_hpan(&st, &hpan_of_pan(&st, header_str(&headers, "id")?, "id")?).await
 }
 
@@ -222,7 +238,11 @@ pub async fn get_card_v2(State(st): State<SharedState>, _i: Issuer, headers: Hea
 #[utoipa::path(delete, path = "/bpd/hb/payment-instruments/{pan}", tag = "hb", security(("apiKey" = [])),
     params(("pan" = String, Path, description = "clear PAN")),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn delete_card_v1(State(st): State<SharedState>, _i: Issuer, Path(pan): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_card_v1(
+    State(st): State<SharedState>,
+    _i: Issuer,
+    Path(pan): Path<String>,
+) -> ApiResult<StatusCode> {
     core::delete_instrument(&st, &hpan_of_pan(&st, &pan, "pan")?, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -47,13 +47,9 @@ impl IbanChecker for HttpIbanChecker {
             "account": { "value": iban.as_str(), "valueType": "IBAN" },
             "accountHolder": { "type": "PERSON_NATURAL", "fiscalCode": holder.as_str() }
         });
-        let resp = self
-            .client
-            .post(&self.url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| IbanCheckUnavailable(if e.is_timeout() { "timeout".into() } else { "connection failed".into() }))?;
+        let resp = self.client.post(&self.url).json(&body).send().await.map_err(|e| {
+            IbanCheckUnavailable(if e.is_timeout() { "timeout".into() } else { "connection failed".into() })
+        })?;
         match resp.status().as_u16() {
             200 => {
                 let v: serde_json::Value =

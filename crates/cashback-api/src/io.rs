@@ -90,7 +90,9 @@ pub async fn get_instrument(
     let i = st.store.get_instrument(&hpan).await?.ok_or_else(|| ApiError::not_found("payment instrument not found"))?;
     match instrument_visibility(InstrumentState { owner: i.fiscal_code.as_str(), status: i.status }, cf.as_str()) {
         InstrumentVisibility::Owner => Ok(Json(PaymentInstrumentResource::from(&i))),
-        InstrumentVisibility::ActiveForOther => Err(ApiError::conflict("the payment instrument is active for another citizen")),
+        InstrumentVisibility::ActiveForOther => {
+            Err(ApiError::conflict("the payment instrument is active for another citizen"))
+        }
         // Never disclose a previous owner: to the caller it is simply not enrolled.
         InstrumentVisibility::InactiveForOther => Err(ApiError::not_found("payment instrument not found")),
     }

@@ -55,7 +55,10 @@ impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
         let c = openapi.components.get_or_insert_with(Default::default);
-        c.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
         c.add_security_scheme(
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("Ocp-Apim-Subscription-Key"))),
@@ -93,7 +96,8 @@ async fn openapi_endpoint() -> Response {
 /// Count and time every request by route template (never by raw path: bounded label sets).
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
@@ -125,7 +129,10 @@ pub fn router(state: SharedState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let mut api = Router::new()
         // IO (citizen app)
-        .route("/bpd/io/citizen", get(io::get_citizen_v1).put(io::put_citizen_v1).delete(io::delete_citizen).patch(io::patch_citizen))
+        .route(
+            "/bpd/io/citizen",
+            get(io::get_citizen_v1).put(io::put_citizen_v1).delete(io::delete_citizen).patch(io::patch_citizen),
+        )
         .route(
             "/bpd/io/citizen/v2",
             get(io::get_citizen_v2).put(io::put_citizen_v2).delete(io::delete_citizen).patch(io::patch_citizen),

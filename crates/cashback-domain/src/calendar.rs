@@ -51,9 +51,9 @@ mod tests {
     #[test]
     fn date_rolls_over_at_rome_midnight() {
         // 23:30 UTC on 31 Dec is already 1 Jan in Rome.
-        assert_eq!(rome_date(datetime!(2020-12-31 23:30 UTC)), time::macros::date!(2021-01-01));
-        assert_eq!(rome_date(datetime!(2020-12-31 22:30 UTC)), time::macros::date!(2020-12-31));
+        assert_eq!(rome_date(datetime!(2020-12-31 23:30 UTC)), time::macros::date!(2021 - 01 - 01));
+        assert_eq!(rome_date(datetime!(2020-12-31 22:30 UTC)), time::macros::date!(2020 - 12 - 31));
         // Summer: 22:30 UTC on 30 June is 00:30 on 1 July.
-        assert_eq!(rome_date(datetime!(2021-06-30 22:30 UTC)), time::macros::date!(2021-07-01));
+        assert_eq!(rome_date(datetime!(2021-06-30 22:30 UTC)), time::macros::date!(2021 - 07 - 01));
     }
 }

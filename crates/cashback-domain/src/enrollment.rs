@@ -269,10 +269,7 @@ mod tests {
     fn citizen_enroll_rules() {
         use CitizenEnrollDecision::*;
         assert_eq!(decide_citizen_enroll(None, None), Create { opt_in: OptInStatus::NoReq });
-        assert_eq!(
-            decide_citizen_enroll(None, Some(OptInStatus::Accepted)),
-            Create { opt_in: OptInStatus::Accepted }
-        );
+        assert_eq!(decide_citizen_enroll(None, Some(OptInStatus::Accepted)), Create { opt_in: OptInStatus::Accepted });
         assert_eq!(decide_citizen_enroll(st(false, OptInStatus::NoReq), Some(OptInStatus::Denied)), Reenable);
         assert_eq!(
             decide_citizen_enroll(st(true, OptInStatus::NoReq), Some(OptInStatus::Denied)),
@@ -326,10 +323,7 @@ mod tests {
         assert_eq!(check_withdrawal_channels(&Channel::io(), ["bank-x", "bank-y"]), Ok(()));
         assert_eq!(check_withdrawal_channels(&bank, ["bank-x", "bank-x"]), Ok(()));
         assert_eq!(check_withdrawal_channels(&bank, std::iter::empty()), Ok(()));
-        assert_eq!(
-            check_withdrawal_channels(&bank, ["bank-x", IO_CHANNEL]),
-            Err(WithdrawalRefusal::TooManyChannels)
-        );
+        assert_eq!(check_withdrawal_channels(&bank, ["bank-x", IO_CHANNEL]), Err(WithdrawalRefusal::TooManyChannels));
     }
 
     #[test]

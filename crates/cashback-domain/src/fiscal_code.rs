@@ -29,9 +29,8 @@ const OMOCODIA: &[u8; 10] = b"LMNPQRSTUV";
 const MONTHS: &[u8; 12] = b"ABCDEHLMPRST";
 
 /// Values of the characters in odd (1-based) positions, for `0`–`9` / `A`–`Z` alike.
-const ODD_VALUES: [u32; 26] = [
-    1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23,
-];
+const ODD_VALUES: [u32; 26] =
+    [1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23];
 
 /// A validated, normalized (upper-case) Italian fiscal code of a natural person.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,30 +54,21 @@ impl FiscalCode {
         for (i, &c) in b.iter().enumerate() {
             if DIGIT_POSITIONS.contains(&i) {
                 if !c.is_ascii_digit() && !OMOCODIA.contains(&c) {
-                    return Err(err(format!(
-                        "character {} must be a digit or an omocodia letter (LMNPQRSTUV)",
-                        i + 1
-                    )));
+                    return Err(err(format!("character {} must be a digit or an omocodia letter (LMNPQRSTUV)", i + 1)));
                 }
             } else if !c.is_ascii_uppercase() {
                 return Err(err(format!("character {} must be a letter", i + 1)));
             }
         }
 
-        let month = month_of(b[8]).ok_or_else(|| {
-            err(format!(
-                "invalid month letter {} (expected one of ABCDEHLMPRST)",
-                b[8] as char
-            ))
-        })?;
+        let month = month_of(b[8])
+            .ok_or_else(|| err(format!("invalid month letter {} (expected one of ABCDEHLMPRST)", b[8] as char)))?;
         let raw_day = digit(b[9]) * 10 + digit(b[10]);
         let day = match raw_day {
             1..=31 => raw_day,
             41..=71 => raw_day - 40,
             _ => {
-                return Err(err(format!(
-                    "invalid birth day {raw_day:02} (expected 01-31 or 41-71)"
-                )));
+                return Err(err(format!("invalid birth day {raw_day:02} (expected 01-31 or 41-71)")));
             }
         };
         let max_day = match month {
@@ -92,10 +82,7 @@ impl FiscalCode {
 
         let expected = check_char(&b[..15]);
         if b[15] != expected {
-            return Err(err(format!(
-                "check character mismatch: expected {}",
-                expected as char
-            )));
+            return Err(err(format!("check character mismatch: expected {}", expected as char)));
         }
         Ok(FiscalCode(code))
     }
@@ -162,11 +149,7 @@ fn err(reason: impl Into<std::borrow::Cow<'static, str>>) -> ValidationError {
 
 /// Value of a digit position: a digit or its omocodia letter (already validated).
 fn digit(c: u8) -> u8 {
-    if c.is_ascii_digit() {
-        c - b'0'
-    } else {
-        OMOCODIA.iter().position(|&l| l == c).map_or(0, |p| p as u8)
-    }
+    if c.is_ascii_digit() { c - b'0' } else { OMOCODIA.iter().position(|&l| l == c).map_or(0, |p| p as u8) }
 }
 
 fn month_of(c: u8) -> Option<Month> {
@@ -180,17 +163,9 @@ fn check_char(first15: &[u8]) -> u8 {
         .iter()
         .enumerate()
         .map(|(i, &c)| {
-            let idx = if c.is_ascii_digit() {
-                u32::from(c - b'0')
-            } else {
-                u32::from(c - b'A')
-            };
+            let idx = if c.is_ascii_digit() { u32::from(c - b'0') } else { u32::from(c - b'A') };
             // 1-based odd positions are 0-based even indices.
-            if i % 2 == 0 {
-                ODD_VALUES[idx as usize]
-            } else {
-                idx
-            }
+            if i % 2 == 0 { ODD_VALUES[idx as usize] } else { idx }
         })
         .sum();
     b'A' + (sum % 26) as u8
@@ -262,16 +237,10 @@ mod tests {
 
     #[test]
     fn wrong_check_char() {
-        assert_eq!(
-            reason("RSSMRA85T10A562X"),
-            "check character mismatch: expected S"
-        );
+        assert_eq!(reason("RSSMRA85T10A562X"), "check character mismatch: expected S");
         assert_eq!(
             reason("RSSMRA85T10A563S"),
-            format!(
-                "check character mismatch: expected {}",
-                check_char(b"RSSMRA85T10A563") as char
-            )
+            format!("check character mismatch: expected {}", check_char(b"RSSMRA85T10A563") as char)
         );
     }
 
@@ -303,13 +272,7 @@ mod tests {
 
     #[test]
     fn nonexistent_days_rejected() {
-        for (m, day) in [
-            ("B", "30"),
-            ("B", "70"),
-            ("D", "31"),
-            ("S", "71"),
-            ("B", "31"),
-        ] {
+        for (m, day) in [("B", "30"), ("B", "70"), ("D", "31"), ("S", "71"), ("B", "31")] {
             let s15 = format!("RSSMRA85{m}{day}A562");
             let code = format!("{s15}{}", check_char(s15.as_bytes()) as char);
             assert!(reason(&code).contains("does not exist"), "{code}");
@@ -333,14 +296,8 @@ mod tests {
     #[test]
     fn non_ascii_does_not_panic() {
         // 16 chars but multi-byte
-        assert_eq!(
-            reason("RSSMRÀ85T10A562S"),
-            "must contain only letters A-Z and digits"
-        );
-        assert_eq!(
-            reason("ééééééééééééééééé".get(..32).unwrap()),
-            "must contain only letters A-Z and digits"
-        );
+        assert_eq!(reason("RSSMRÀ85T10A562S"), "must contain only letters A-Z and digits");
+        assert_eq!(reason("ééééééééééééééééé".get(..32).unwrap()), "must contain only letters A-Z and digits");
         // multi-byte making byte length 16 but char count lower
         assert!(reason("€€€€€AAA").starts_with("must be 16 characters"));
         assert!(FiscalCode::parse("RSSMRA85T10A56😀").is_err());

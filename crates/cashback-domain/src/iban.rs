@@ -63,18 +63,11 @@ impl Iban {
     /// country (SEPA only, with its exact length), check digits (mod 97) and, for IT/SM, the
     /// BBAN layout (CIN, ABI, CAB, account number).
     pub fn parse(s: &str) -> Result<Iban, ValidationError> {
-        let iban: String = s
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
+        let iban: String = s.chars().filter(|c| !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect();
         if iban.is_empty() {
             return Err(err("must not be empty"));
         }
-        if !iban
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        {
+        if !iban.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
             return Err(err("must contain only letters A-Z and digits"));
         }
         let len = iban.len();
@@ -95,9 +88,7 @@ impl Iban {
             .map(|&(_, l)| l)
             .ok_or_else(|| err(format!("country {country} is not a SEPA country")))?;
         if len != expected_len {
-            return Err(err(format!(
-                "must be {expected_len} characters for country {country}, got {len}"
-            )));
+            return Err(err(format!("must be {expected_len} characters for country {country}, got {len}")));
         }
         let check_digits = &iban[2..4];
         if check_digits == "00" || check_digits == "01" || check_digits == "99" {
@@ -125,12 +116,7 @@ impl Iban {
     /// First 4 and last 4 characters, the rest replaced by `*`.
     pub fn masked(&self) -> String {
         let len = self.0.len();
-        format!(
-            "{}{}{}",
-            &self.0[..4],
-            "*".repeat(len - 8),
-            &self.0[len - 4..]
-        )
+        format!("{}{}{}", &self.0[..4], "*".repeat(len - 8), &self.0[len - 4..])
     }
 }
 
@@ -157,9 +143,7 @@ fn check_italian_bban(bban: &[u8]) -> Result<(), ValidationError> {
         return Err(err("CAB (characters 11-15) must be 5 digits"));
     }
     if bban[11..].len() != 12 || !bban[11..].iter().all(u8::is_ascii_alphanumeric) {
-        return Err(err(
-            "account number (characters 16-27) must be 12 letters or digits",
-        ));
+        return Err(err("account number (characters 16-27) must be 12 letters or digits"));
     }
     Ok(())
 }
@@ -207,10 +191,7 @@ mod tests {
             let iban = Iban::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(iban.as_str(), s);
         }
-        assert_eq!(
-            Iban::parse("DE89370400440532013000").unwrap().country(),
-            "DE"
-        );
+        assert_eq!(Iban::parse("DE89370400440532013000").unwrap().country(), "DE");
     }
 
     #[test]
@@ -223,56 +204,23 @@ mod tests {
 
     #[test]
     fn bad_check_digits() {
-        assert_eq!(
-            reason("IT61X0542811101000000123456"),
-            "check digits mismatch (mod 97)"
-        );
-        assert_eq!(
-            reason("DE88370400440532013000"),
-            "check digits mismatch (mod 97)"
-        );
+        assert_eq!(reason("IT61X0542811101000000123456"), "check digits mismatch (mod 97)");
+        assert_eq!(reason("DE88370400440532013000"), "check digits mismatch (mod 97)");
         // one transposed digit in the account
-        assert_eq!(
-            reason("IT60X0542811101000000123465"),
-            "check digits mismatch (mod 97)"
-        );
-        assert_eq!(
-            reason("IT00X0542811101000000123456"),
-            "invalid check digits 00"
-        );
-        assert_eq!(
-            reason("IT99X0542811101000000123456"),
-            "invalid check digits 99"
-        );
-        assert_eq!(
-            reason("ITXXX0542811101000000123456"),
-            "characters 3-4 must be the 2 check digits"
-        );
+        assert_eq!(reason("IT60X0542811101000000123465"), "check digits mismatch (mod 97)");
+        assert_eq!(reason("IT00X0542811101000000123456"), "invalid check digits 00");
+        assert_eq!(reason("IT99X0542811101000000123456"), "invalid check digits 99");
+        assert_eq!(reason("ITXXX0542811101000000123456"), "characters 3-4 must be the 2 check digits");
     }
 
     #[test]
     fn bad_length_for_country() {
         // valid mod 97, but 28 characters for IT
-        assert_eq!(
-            reason("IT24X05428111010000001234567"),
-            "must be 27 characters for country IT, got 28"
-        );
-        assert_eq!(
-            reason("IT60X054281110100000012345"),
-            "must be 27 characters for country IT, got 26"
-        );
-        assert_eq!(
-            reason("DE8937040044053201300"),
-            "must be 22 characters for country DE, got 21"
-        );
-        assert_eq!(
-            reason("IT60X0542811"),
-            "must be 15 to 34 characters, got 12"
-        );
-        assert_eq!(
-            reason(&format!("IT60{}", "1".repeat(31))),
-            "must be 15 to 34 characters, got 35"
-        );
+        assert_eq!(reason("IT24X05428111010000001234567"), "must be 27 characters for country IT, got 28");
+        assert_eq!(reason("IT60X054281110100000012345"), "must be 27 characters for country IT, got 26");
+        assert_eq!(reason("DE8937040044053201300"), "must be 22 characters for country DE, got 21");
+        assert_eq!(reason("IT60X0542811"), "must be 15 to 34 characters, got 12");
+        assert_eq!(reason(&format!("IT60{}", "1".repeat(31))), "must be 15 to 34 characters, got 35");
         assert_eq!(reason(""), "must not be empty");
         assert_eq!(reason("   "), "must not be empty");
     }
@@ -280,56 +228,26 @@ mod tests {
     #[test]
     fn bad_italian_bban() {
         // all three have valid mod-97 check digits
-        assert_eq!(
-            reason("IT2910542811101000000123456"),
-            "CIN (character 5) must be a letter"
-        );
-        assert_eq!(
-            reason("IT88XA542811101000000123456"),
-            "ABI (characters 6-10) must be 5 digits"
-        );
-        assert_eq!(
-            reason("IT07X0542811B01000000123456"),
-            "CAB (characters 11-15) must be 5 digits"
-        );
-        assert_eq!(
-            reason("SM8810542811101000000123456"),
-            "CIN (character 5) must be a letter"
-        );
+        assert_eq!(reason("IT2910542811101000000123456"), "CIN (character 5) must be a letter");
+        assert_eq!(reason("IT88XA542811101000000123456"), "ABI (characters 6-10) must be 5 digits");
+        assert_eq!(reason("IT07X0542811B01000000123456"), "CAB (characters 11-15) must be 5 digits");
+        assert_eq!(reason("SM8810542811101000000123456"), "CIN (character 5) must be a letter");
         // alphanumeric account is fine
         assert!(Iban::parse("IT11X054281110100000012345A").is_ok());
     }
 
     #[test]
     fn unknown_country() {
-        assert_eq!(
-            reason("US42123456789012345678"),
-            "country US is not a SEPA country"
-        );
-        assert_eq!(
-            reason("XX4212345678901234"),
-            "country XX is not a SEPA country"
-        );
-        assert_eq!(
-            reason("1260X0542811101000000123456"),
-            "must start with a 2-letter country code"
-        );
+        assert_eq!(reason("US42123456789012345678"), "country US is not a SEPA country");
+        assert_eq!(reason("XX4212345678901234"), "country XX is not a SEPA country");
+        assert_eq!(reason("1260X0542811101000000123456"), "must start with a 2-letter country code");
     }
 
     #[test]
     fn non_ascii_and_symbols_rejected() {
-        assert_eq!(
-            reason("IT60X054281110100000012345é"),
-            "must contain only letters A-Z and digits"
-        );
-        assert_eq!(
-            reason("IT60-X054-2811-1010-0000-0123-456"),
-            "must contain only letters A-Z and digits"
-        );
-        assert_eq!(
-            reason("ÍT60X0542811101000000123456"),
-            "must contain only letters A-Z and digits"
-        );
+        assert_eq!(reason("IT60X054281110100000012345é"), "must contain only letters A-Z and digits");
+        assert_eq!(reason("IT60-X054-2811-1010-0000-0123-456"), "must contain only letters A-Z and digits");
+        assert_eq!(reason("ÍT60X0542811101000000123456"), "must contain only letters A-Z and digits");
         assert!(Iban::parse("😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀").is_err());
     }
 

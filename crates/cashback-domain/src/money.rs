@@ -81,10 +81,7 @@ mod tests {
         assert_eq!(Money::from_euros(-2), Some(Money::from_cents(-200)));
         assert_eq!(Money::from_euros(i64::MAX), None);
         assert_eq!(Money::from_euros(i64::MIN / 100 - 1), None);
-        assert_eq!(
-            Money::from_euros(i64::MAX / 100).map(Money::cents),
-            Some(i64::MAX / 100 * 100)
-        );
+        assert_eq!(Money::from_euros(i64::MAX / 100).map(Money::cents), Some(i64::MAX / 100 * 100));
         assert_eq!(Money::default(), Money::ZERO);
         assert_eq!(Money::ZERO.cents(), 0);
     }
@@ -96,18 +93,9 @@ mod tests {
         assert_eq!(a.checked_add(b), Some(Money::from_cents(1300)));
         assert_eq!(a.checked_sub(b), Some(Money::from_cents(800)));
         assert_eq!(b.checked_sub(a), Some(Money::from_cents(-800)));
-        assert_eq!(
-            Money::from_cents(i64::MAX).checked_add(Money::from_cents(1)),
-            None
-        );
-        assert_eq!(
-            Money::from_cents(i64::MIN).checked_sub(Money::from_cents(1)),
-            None
-        );
-        assert_eq!(
-            Money::from_cents(i64::MAX).checked_add(Money::ZERO),
-            Some(Money::from_cents(i64::MAX))
-        );
+        assert_eq!(Money::from_cents(i64::MAX).checked_add(Money::from_cents(1)), None);
+        assert_eq!(Money::from_cents(i64::MIN).checked_sub(Money::from_cents(1)), None);
+        assert_eq!(Money::from_cents(i64::MAX).checked_add(Money::ZERO), Some(Money::from_cents(i64::MAX)));
     }
 
     #[test]
@@ -117,10 +105,7 @@ mod tests {
         assert_eq!(a.min(b), b);
         assert_eq!(b.min(a), b);
         assert_eq!(a.min(a), a);
-        assert_eq!(
-            Money::from_cents(-1).min(Money::ZERO),
-            Money::from_cents(-1)
-        );
+        assert_eq!(Money::from_cents(-1).min(Money::ZERO), Money::from_cents(-1));
         assert!(b < a);
         assert!(Money::from_cents(-1).is_negative());
         assert!(!Money::ZERO.is_negative());
@@ -134,14 +119,8 @@ mod tests {
         assert_eq!(Money::from_cents(5).to_euro_string(), "0.05");
         assert_eq!(Money::from_cents(100).to_euro_string(), "1.00");
         assert_eq!(Money::from_cents(-150_000).to_euro_string(), "-1500.00");
-        assert_eq!(
-            Money::from_cents(i64::MAX).to_euro_string(),
-            "92233720368547758.07"
-        );
-        assert_eq!(
-            Money::from_cents(i64::MIN).to_euro_string(),
-            "-92233720368547758.08"
-        );
+        assert_eq!(Money::from_cents(i64::MAX).to_euro_string(), "92233720368547758.07");
+        assert_eq!(Money::from_cents(i64::MIN).to_euro_string(), "-92233720368547758.08");
     }
 
     #[test]

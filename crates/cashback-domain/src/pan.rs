@@ -25,10 +25,7 @@ impl Pan {
         }
         let len = digits.len();
         if !(12..=19).contains(&len) {
-            return Err(ValidationError::new(
-                field,
-                format!("must be 12 to 19 digits, got {len}"),
-            ));
+            return Err(ValidationError::new(field, format!("must be 12 to 19 digits, got {len}")));
         }
         if !luhn_valid(digits.as_bytes()) {
             return Err(ValidationError::new(field, "fails the Luhn check"));
@@ -44,12 +41,7 @@ impl Pan {
     /// First 6 and last 4 digits, the rest replaced by `*`.
     pub fn masked(&self) -> String {
         let len = self.0.len();
-        format!(
-            "{}{}{}",
-            &self.0[..6],
-            "*".repeat(len - 10),
-            &self.0[len - 4..]
-        )
+        format!("{}{}{}", &self.0[..6], "*".repeat(len - 10), &self.0[len - 4..])
     }
 
     /// Salted hash: lower-case hex of `SHA-256(digits + salt)`.
@@ -72,10 +64,7 @@ pub fn hpan_of_instrument_id(id: &str, salt: &str) -> Result<Hpan, ValidationErr
         return Err(ValidationError::new("id", "must not be empty"));
     }
     if !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ValidationError::new(
-            "id",
-            "must contain only printable ASCII characters without whitespace",
-        ));
+        return Err(ValidationError::new("id", "must contain only printable ASCII characters without whitespace"));
     }
     if id.len() > 64 {
         return Err(ValidationError::new("id", "must be at most 64 characters"));
@@ -92,19 +81,13 @@ impl Hpan {
     pub fn parse(s: &str) -> Result<Hpan, ValidationError> {
         let len = s.chars().count();
         if len != 64 {
-            return Err(ValidationError::new(
-                "hpan",
-                format!("must be 64 characters, got {len}"),
-            ));
+            return Err(ValidationError::new("hpan", format!("must be 64 characters, got {len}")));
         }
         if s.bytes().any(|b| matches!(b, b'A'..=b'F')) {
             return Err(ValidationError::new("hpan", "must be lower-case hex"));
         }
         if !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(ValidationError::new(
-                "hpan",
-                "must contain only hex digits 0-9 and a-f",
-            ));
+            return Err(ValidationError::new("hpan", "must contain only hex digits 0-9 and a-f"));
         }
         Ok(Hpan(s.to_owned()))
     }
@@ -176,10 +159,7 @@ mod tests {
     fn sha256_known_vector() {
         assert_eq!(sha256_hex("abc", ""), ABC_SHA256);
         assert_eq!(sha256_hex("a", "bc"), ABC_SHA256);
-        assert_eq!(
-            hpan_of_instrument_id("ab", "c").unwrap().as_str(),
-            ABC_SHA256
-        );
+        assert_eq!(hpan_of_instrument_id("ab", "c").unwrap().as_str(), ABC_SHA256);
     }
 
     #[test]
@@ -194,18 +174,9 @@ mod tests {
 
     #[test]
     fn parse_valid_pans() {
-        assert_eq!(
-            Pan::parse("4111111111111111", "pan").unwrap().as_str(),
-            "4111111111111111"
-        );
-        assert_eq!(
-            Pan::parse("4111 1111 1111 1111", "pan").unwrap().as_str(),
-            "4111111111111111"
-        );
-        assert_eq!(
-            Pan::parse("4111-1111-1111-1111", "pan").unwrap().as_str(),
-            "4111111111111111"
-        );
+        assert_eq!(Pan::parse("4111111111111111", "pan").unwrap().as_str(), "4111111111111111");
+        assert_eq!(Pan::parse("4111 1111 1111 1111", "pan").unwrap().as_str(), "4111111111111111");
+        assert_eq!(Pan::parse("4111-1111-1111-1111", "pan").unwrap().as_str(), "4111111111111111");
         // length bounds
         assert!(Pan::parse("123456789015", "pan").is_ok());
         assert!(Pan::parse("1234567890123456785", "pan").is_ok());
@@ -215,16 +186,10 @@ mod tests {
     fn parse_invalid_pans() {
         assert_eq!(reason("4111111111111112"), "fails the Luhn check");
         assert_eq!(reason("12345678903"), "must be 12 to 19 digits, got 11");
-        assert_eq!(
-            reason("12345678901234567894"),
-            "must be 12 to 19 digits, got 20"
-        );
+        assert_eq!(reason("12345678901234567894"), "must be 12 to 19 digits, got 20");
         assert_eq!(reason("4111x11111111111"), "must contain only digits");
         assert_eq!(reason("4111.1111.1111.1111"), "must contain only digits");
-        assert_eq!(
-            reason("４１１１１１１１１１１１１１１１"),
-            "must contain only digits"
-        );
+        assert_eq!(reason("４１１１１１１１１１１１１１１１"), "must contain only digits");
         assert_eq!(reason(""), "must not be empty");
         assert_eq!(reason(" - "), "must not be empty");
         let e = Pan::parse("1", "panCode").unwrap_err();
@@ -252,14 +217,8 @@ mod tests {
     #[test]
     fn hash_pan() {
         let pan = Pan::parse("4111 1111 1111 1111", "pan").unwrap();
-        assert_eq!(
-            pan.hash("").as_str(),
-            "9bbef19476623ca56c17da75fd57734dbf82530686043a6e491c6d71befe8f6e"
-        );
-        assert_eq!(
-            pan.hash("mysalt").as_str(),
-            "e529098a6a46ba63f2f9db0c98ad44fdb493267c49bc69778863bef95a609f96"
-        );
+        assert_eq!(pan.hash("").as_str(), "9bbef19476623ca56c17da75fd57734dbf82530686043a6e491c6d71befe8f6e");
+        assert_eq!(pan.hash("mysalt").as_str(), "e529098a6a46ba63f2f9db0c98ad44fdb493267c49bc69778863bef95a609f96");
         assert_ne!(pan.hash("a"), pan.hash("b"));
         // a hash is always a valid Hpan
         assert_eq!(Hpan::parse(pan.hash("x").as_str()).unwrap(), pan.hash("x"));
@@ -268,28 +227,17 @@ mod tests {
     #[test]
     fn instrument_id_hash() {
         assert_eq!(
-            hpan_of_instrument_id("satispay-123", "SALT")
-                .unwrap()
-                .as_str(),
+            hpan_of_instrument_id("satispay-123", "SALT").unwrap().as_str(),
             "3f7dae1c45f9ee7035f955af27acf829f1f9851a2026d061d0267f8a529479b8"
         );
         assert!(hpan_of_instrument_id(&"x".repeat(64), "s").is_ok());
         let e = hpan_of_instrument_id(&"x".repeat(65), "s").unwrap_err();
-        assert_eq!(
-            (e.field.as_ref(), e.reason.as_ref()),
-            ("id", "must be at most 64 characters")
-        );
-        assert_eq!(
-            hpan_of_instrument_id("", "s").unwrap_err().reason,
-            "must not be empty"
-        );
+        assert_eq!((e.field.as_ref(), e.reason.as_ref()), ("id", "must be at most 64 characters"));
+        assert_eq!(hpan_of_instrument_id("", "s").unwrap_err().reason, "must not be empty");
         for bad in ["a b", "a\tb", "ab\n", "caffè", "\u{7f}", "id\0"] {
             let e = hpan_of_instrument_id(bad, "s").unwrap_err();
             assert_eq!(e.field, "id");
-            assert_eq!(
-                e.reason,
-                "must contain only printable ASCII characters without whitespace"
-            );
+            assert_eq!(e.reason, "must contain only printable ASCII characters without whitespace");
         }
     }
 
@@ -301,27 +249,12 @@ mod tests {
         assert_eq!(h.as_ref(), ABC_SHA256);
 
         let e = Hpan::parse(&ABC_SHA256.to_uppercase()).unwrap_err();
-        assert_eq!(
-            (e.field.as_ref(), e.reason.as_ref()),
-            ("hpan", "must be lower-case hex")
-        );
-        assert_eq!(
-            Hpan::parse(&ABC_SHA256[..63]).unwrap_err().reason,
-            "must be 64 characters, got 63"
-        );
-        assert_eq!(
-            Hpan::parse(&format!("{ABC_SHA256}0")).unwrap_err().reason,
-            "must be 64 characters, got 65"
-        );
-        assert_eq!(
-            Hpan::parse("").unwrap_err().reason,
-            "must be 64 characters, got 0"
-        );
+        assert_eq!((e.field.as_ref(), e.reason.as_ref()), ("hpan", "must be lower-case hex"));
+        assert_eq!(Hpan::parse(&ABC_SHA256[..63]).unwrap_err().reason, "must be 64 characters, got 63");
+        assert_eq!(Hpan::parse(&format!("{ABC_SHA256}0")).unwrap_err().reason, "must be 64 characters, got 65");
+        assert_eq!(Hpan::parse("").unwrap_err().reason, "must be 64 characters, got 0");
         let g = format!("g{}", &ABC_SHA256[1..]);
-        assert_eq!(
-            Hpan::parse(&g).unwrap_err().reason,
-            "must contain only hex digits 0-9 and a-f"
-        );
+        assert_eq!(Hpan::parse(&g).unwrap_err().reason, "must contain only hex digits 0-9 and a-f");
         // 64 chars, multi-byte: no panic
         let multi = format!("é{}", &ABC_SHA256[1..]);
         assert!(Hpan::parse(&multi).is_err());

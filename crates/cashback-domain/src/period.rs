@@ -66,38 +66,19 @@ impl AwardPeriod {
     /// Checks the invariants, naming the offending field by its JSON name.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.id < 0 {
-            return Err(ValidationError::new(
-                "awardPeriodId",
-                "must not be negative",
-            ));
+            return Err(ValidationError::new("awardPeriodId", "must not be negative"));
         }
         if self.start > self.end {
-            return Err(ValidationError::new(
-                "endDate",
-                "must not be before startDate",
-            ));
+            return Err(ValidationError::new("endDate", "must not be before startDate"));
         }
         if self.grace_period_days > 365 {
-            return Err(ValidationError::new(
-                "gracePeriod",
-                "must be at most 365 days",
-            ));
+            return Err(ValidationError::new("gracePeriod", "must be at most 365 days"));
         }
-        if self
-            .end
-            .checked_add(Duration::days(i64::from(self.grace_period_days)))
-            .is_none()
-        {
-            return Err(ValidationError::new(
-                "gracePeriod",
-                "grace end is out of the date range",
-            ));
+        if self.end.checked_add(Duration::days(i64::from(self.grace_period_days))).is_none() {
+            return Err(ValidationError::new("gracePeriod", "grace end is out of the date range"));
         }
         if self.cashback_percentage > 100 {
-            return Err(ValidationError::new(
-                "cashbackPercentage",
-                "must be at most 100",
-            ));
+            return Err(ValidationError::new("cashbackPercentage", "must be at most 100"));
         }
         for (field, amount) in [
             ("maxAmount", self.max_amount),
@@ -114,9 +95,7 @@ impl AwardPeriod {
 
     /// Last day of the grace period (`end` + grace days; saturates at the maximum date).
     pub fn grace_end(&self) -> Date {
-        self.end
-            .checked_add(Duration::days(i64::from(self.grace_period_days)))
-            .unwrap_or(Date::MAX)
+        self.end.checked_add(Duration::days(i64::from(self.grace_period_days))).unwrap_or(Date::MAX)
     }
 
     /// Status on `today`. With `with_waiting = false` (v1 API) the grace period reads as
@@ -149,11 +128,7 @@ pub fn default_programme() -> Vec<AwardPeriod> {
             end,
             grace_period_days: 10,
             min_transaction_number: min_trx,
-            max_amount: if super_cashback {
-                Money::from_cents(150_000)
-            } else {
-                Money::ZERO
-            },
+            max_amount: if super_cashback { Money::from_cents(150_000) } else { Money::ZERO },
             min_position: if super_cashback { 100_000 } else { 0 },
             max_transaction_cashback: Money::from_cents(1_500),
             max_period_cashback: Money::from_cents(15_000),
@@ -162,34 +137,10 @@ pub fn default_programme() -> Vec<AwardPeriod> {
         }
     }
     vec![
-        period(
-            0,
-            date(2020, Month::December, 8),
-            date(2020, Month::December, 31),
-            10,
-            false,
-        ),
-        period(
-            1,
-            date(2021, Month::January, 1),
-            date(2021, Month::June, 30),
-            50,
-            true,
-        ),
-        period(
-            2,
-            date(2021, Month::July, 1),
-            date(2021, Month::December, 31),
-            50,
-            true,
-        ),
-        period(
-            3,
-            date(2022, Month::January, 1),
-            date(2022, Month::June, 30),
-            50,
-            true,
-        ),
+        period(0, date(2020, Month::December, 8), date(2020, Month::December, 31), 10, false),
+        period(1, date(2021, Month::January, 1), date(2021, Month::June, 30), 50, true),
+        period(2, date(2021, Month::July, 1), date(2021, Month::December, 31), 50, true),
+        period(3, date(2022, Month::January, 1), date(2022, Month::June, 30), 50, true),
     ]
 }
 
@@ -235,20 +186,13 @@ mod tests {
         ];
         for (today, with, without) in cases {
             assert_eq!(p.status_on(today, true), with, "{today} with waiting");
-            assert_eq!(
-                p.status_on(today, false),
-                without,
-                "{today} without waiting"
-            );
+            assert_eq!(p.status_on(today, false), without, "{today} without waiting");
         }
     }
 
     #[test]
     fn zero_grace_has_no_waiting() {
-        let p = AwardPeriod {
-            grace_period_days: 0,
-            ..semester()
-        };
+        let p = AwardPeriod { grace_period_days: 0, ..semester() };
         assert_eq!(p.grace_end(), p.end);
         assert_eq!(p.status_on(d(2021, 6, 30), true), Active);
         assert_eq!(p.status_on(d(2021, 7, 1), true), Closed);
@@ -256,11 +200,7 @@ mod tests {
 
     #[test]
     fn single_day_period() {
-        let p = AwardPeriod {
-            start: d(2021, 1, 1),
-            end: d(2021, 1, 1),
-            ..semester()
-        };
+        let p = AwardPeriod { start: d(2021, 1, 1), end: d(2021, 1, 1), ..semester() };
         assert!(p.validate().is_ok());
         assert_eq!(p.status_on(d(2020, 12, 31), true), Inactive);
         assert_eq!(p.status_on(d(2021, 1, 1), true), Active);
@@ -269,11 +209,7 @@ mod tests {
 
     #[test]
     fn grace_end_saturates() {
-        let p = AwardPeriod {
-            start: Date::MAX,
-            end: Date::MAX,
-            ..semester()
-        };
+        let p = AwardPeriod { start: Date::MAX, end: Date::MAX, ..semester() };
         assert_eq!(p.grace_end(), Date::MAX);
         assert_eq!(field_of(&p), "gracePeriod");
     }
@@ -291,24 +227,12 @@ mod tests {
             assert_eq!(p.max_period_cashback, Money::from_cents(15_000));
             assert_eq!(p.grace_period_days, 10);
         }
-        assert_eq!(
-            (prog[0].start, prog[0].end),
-            (d(2020, 12, 8), d(2020, 12, 31))
-        );
+        assert_eq!((prog[0].start, prog[0].end), (d(2020, 12, 8), d(2020, 12, 31)));
         assert_eq!(prog[0].min_transaction_number, 10);
         assert_eq!((prog[0].min_position, prog[0].max_amount), (0, Money::ZERO));
-        assert_eq!(
-            (prog[1].start, prog[1].end),
-            (d(2021, 1, 1), d(2021, 6, 30))
-        );
-        assert_eq!(
-            (prog[2].start, prog[2].end),
-            (d(2021, 7, 1), d(2021, 12, 31))
-        );
-        assert_eq!(
-            (prog[3].start, prog[3].end),
-            (d(2022, 1, 1), d(2022, 6, 30))
-        );
+        assert_eq!((prog[1].start, prog[1].end), (d(2021, 1, 1), d(2021, 6, 30)));
+        assert_eq!((prog[2].start, prog[2].end), (d(2021, 7, 1), d(2021, 12, 31)));
+        assert_eq!((prog[3].start, prog[3].end), (d(2022, 1, 1), d(2022, 6, 30)));
         for p in &prog[1..] {
             assert_eq!(p.min_transaction_number, 50);
             assert_eq!(p.min_position, 100_000);
@@ -325,99 +249,19 @@ mod tests {
         let ok = semester();
         assert!(ok.validate().is_ok());
 
-        assert_eq!(
-            field_of(&AwardPeriod {
-                id: -1,
-                ..ok.clone()
-            }),
-            "awardPeriodId"
-        );
-        let e = AwardPeriod {
-            start: d(2021, 7, 1),
-            end: d(2021, 6, 30),
-            ..ok.clone()
-        }
-        .validate()
-        .unwrap_err();
-        assert_eq!(
-            (e.field.as_ref(), e.reason.as_ref()),
-            ("endDate", "must not be before startDate")
-        );
-        assert_eq!(
-            field_of(&AwardPeriod {
-                grace_period_days: 366,
-                ..ok.clone()
-            }),
-            "gracePeriod"
-        );
-        assert!(
-            AwardPeriod {
-                grace_period_days: 365,
-                ..ok.clone()
-            }
-            .validate()
-            .is_ok()
-        );
-        assert_eq!(
-            field_of(&AwardPeriod {
-                cashback_percentage: 101,
-                ..ok.clone()
-            }),
-            "cashbackPercentage"
-        );
-        assert!(
-            AwardPeriod {
-                cashback_percentage: 100,
-                ..ok.clone()
-            }
-            .validate()
-            .is_ok()
-        );
-        assert!(
-            AwardPeriod {
-                cashback_percentage: 0,
-                ..ok.clone()
-            }
-            .validate()
-            .is_ok()
-        );
+        assert_eq!(field_of(&AwardPeriod { id: -1, ..ok.clone() }), "awardPeriodId");
+        let e = AwardPeriod { start: d(2021, 7, 1), end: d(2021, 6, 30), ..ok.clone() }.validate().unwrap_err();
+        assert_eq!((e.field.as_ref(), e.reason.as_ref()), ("endDate", "must not be before startDate"));
+        assert_eq!(field_of(&AwardPeriod { grace_period_days: 366, ..ok.clone() }), "gracePeriod");
+        assert!(AwardPeriod { grace_period_days: 365, ..ok.clone() }.validate().is_ok());
+        assert_eq!(field_of(&AwardPeriod { cashback_percentage: 101, ..ok.clone() }), "cashbackPercentage");
+        assert!(AwardPeriod { cashback_percentage: 100, ..ok.clone() }.validate().is_ok());
+        assert!(AwardPeriod { cashback_percentage: 0, ..ok.clone() }.validate().is_ok());
         let neg = Money::from_cents(-1);
-        assert_eq!(
-            field_of(&AwardPeriod {
-                max_amount: neg,
-                ..ok.clone()
-            }),
-            "maxAmount"
-        );
-        assert_eq!(
-            field_of(&AwardPeriod {
-                max_transaction_cashback: neg,
-                ..ok.clone()
-            }),
-            "maxTransactionCashback"
-        );
-        assert_eq!(
-            field_of(&AwardPeriod {
-                max_period_cashback: neg,
-                ..ok.clone()
-            }),
-            "maxPeriodCashback"
-        );
-        assert_eq!(
-            field_of(&AwardPeriod {
-                max_transaction_evaluated: neg,
-                ..ok.clone()
-            }),
-            "maxTransactionEvaluated"
-        );
-        assert!(
-            AwardPeriod {
-                max_amount: Money::ZERO,
-                id: 0,
-                ..ok
-            }
-            .validate()
-            .is_ok()
-        );
+        assert_eq!(field_of(&AwardPeriod { max_amount: neg, ..ok.clone() }), "maxAmount");
+        assert_eq!(field_of(&AwardPeriod { max_transaction_cashback: neg, ..ok.clone() }), "maxTransactionCashback");
+        assert_eq!(field_of(&AwardPeriod { max_period_cashback: neg, ..ok.clone() }), "maxPeriodCashback");
+        assert_eq!(field_of(&AwardPeriod { max_transaction_evaluated: neg, ..ok.clone() }), "maxTransactionEvaluated");
+        assert!(AwardPeriod { max_amount: Money::ZERO, id: 0, ..ok }.validate().is_ok());
     }
 }

@@ -51,8 +51,7 @@ impl Default for PgOptions {
 /// Attempts of one transactional operation before giving up with [`StoreError::Busy`].
 pub const MAX_ATTEMPTS: u32 = 5;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
 
 /// Key of the advisory lock serialising migrations across nodes ("cashback" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_7368_6261_636b;
@@ -96,11 +95,7 @@ fn store_err(e: sqlx::Error) -> StoreError {
             let code = sqlstate(&e).unwrap_or_default();
             // 08: connection exception; 53: insufficient resources (e.g. too many connections);
             // 57014: query_canceled (statement_timeout); 57P0x: server shutting down / starting.
-            if code.starts_with("08")
-                || code.starts_with("53")
-                || code == "57014"
-                || code.starts_with("57P")
-            {
+            if code.starts_with("08") || code.starts_with("53") || code == "57014" || code.starts_with("57P") {
                 StoreError::Unavailable(e.to_string())
             } else {
                 StoreError::Other(e.to_string())
@@ -114,13 +109,8 @@ fn store_err(e: sqlx::Error) -> StoreError {
 async fn migrate(pool: &PgPool) -> sqlx::Result<usize> {
     let mut tx = pool.begin().await?;
     // Migrations may be long, and waiting for another node's migration is what we want.
-    sqlx::query("SET LOCAL statement_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SET LOCAL statement_timeout = 0").execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations \
          (version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)",
@@ -129,21 +119,17 @@ async fn migrate(pool: &PgPool) -> sqlx::Result<usize> {
     .await?;
     let mut applied = 0;
     for &(version, name, sql) in MIGRATIONS {
-        let done: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
-        )
-        .bind(version)
-        .fetch_one(&mut *tx)
-        .await?;
+        let done: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)")
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await?;
         if !done {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",
-            )
-            .bind(version)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())")
+                .bind(version)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
             applied += 1;
         }
     }
@@ -151,13 +137,9 @@ async fn migrate(pool: &PgPool) -> sqlx::Result<usize> {
     Ok(applied)
 }
 
-fn connect_options(
-    url: &str,
-    statement_timeout: Option<Duration>,
-) -> StoreResult<PgConnectOptions> {
-    let mut opts: PgConnectOptions = url
-        .parse()
-        .map_err(|e: sqlx::Error| StoreError::Other(format!("bad PostgreSQL URL: {e}")))?;
+fn connect_options(url: &str, statement_timeout: Option<Duration>) -> StoreResult<PgConnectOptions> {
+    let mut opts: PgConnectOptions =
+        url.parse().map_err(|e: sqlx::Error| StoreError::Other(format!("bad PostgreSQL URL: {e}")))?;
     if opts.get_application_name().is_none() {
         opts = opts.application_name("cashback");
     }
@@ -180,8 +162,7 @@ impl PgStore {
         if applied > 0 {
             tracing::info!(applied, "postgres migrations applied");
         }
-        metrics::gauge!("cashback_pg_pool_max_connections")
-            .set(f64::from(opts.max_connections.max(1)));
+        metrics::gauge!("cashback_pg_pool_max_connections").set(f64::from(opts.max_connections.max(1)));
         Ok(Arc::new(Self { pool }))
     }
 
@@ -213,12 +194,7 @@ impl PgStore {
     }
 
     fn tx(&self, op: &'static str) -> TxRun<'_> {
-        TxRun {
-            pool: &self.pool,
-            op,
-            attempt: 0,
-            started: Instant::now(),
-        }
+        TxRun { pool: &self.pool, op, attempt: 0, started: Instant::now() }
     }
 }
 
@@ -277,26 +253,12 @@ impl TxRun<'_> {
                 }
             }
         };
-        metrics::counter!("cashback_pg_retries_total", "op" => self.op, "reason" => reason)
-            .increment(1);
+        metrics::counter!("cashback_pg_retries_total", "op" => self.op, "reason" => reason).increment(1);
         if self.attempt >= MAX_ATTEMPTS {
-            tracing::warn!(
-                op = self.op,
-                attempts = self.attempt,
-                reason,
-                "postgres transaction gave up"
-            );
-            return Err(StoreError::Busy(format!(
-                "{}: gave up after {} attempts ({reason})",
-                self.op, self.attempt
-            )));
+            tracing::warn!(op = self.op, attempts = self.attempt, reason, "postgres transaction gave up");
+            return Err(StoreError::Busy(format!("{}: gave up after {} attempts ({reason})", self.op, self.attempt)));
         }
-        tracing::debug!(
-            op = self.op,
-            attempt = self.attempt,
-            reason,
-            "retrying postgres transaction"
-        );
+        tracing::debug!(op = self.op, attempt = self.attempt, reason, "retrying postgres transaction");
         if reason != "insert_conflict" {
             // The other transaction is still running: give it a moment (1, 2, 4, 8 ms).
             tokio::time::sleep(Duration::from_millis(1 << (self.attempt - 1).min(4))).await;
@@ -329,10 +291,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *self.conn().await?)
-            .await
-            .map_err(store_err)?;
+        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await.map_err(store_err)?;
         Ok(())
     }
 
@@ -347,19 +306,11 @@ impl Store for PgStore {
         channel: &Channel,
         now: OffsetDateTime,
     ) -> StoreResult<Citizen> {
-        transaction!(self, "enroll_citizen", |c| ops::enroll_citizen(
-            c,
-            fiscal_code,
-            requested_opt_in,
-            channel,
-            now
-        ))
+        transaction!(self, "enroll_citizen", |c| ops::enroll_citizen(c, fiscal_code, requested_opt_in, channel, now))
     }
 
     async fn get_citizen(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Citizen>> {
-        ops::get_citizen(&mut *self.conn().await?, fiscal_code)
-            .await
-            .map_err(store_err)
+        ops::get_citizen(&mut *self.conn().await?, fiscal_code).await.map_err(store_err)
     }
 
     async fn set_payoff(
@@ -368,12 +319,7 @@ impl Store for PgStore {
         payoff: Payoff,
         now: OffsetDateTime,
     ) -> StoreResult<SetPayoffOutcome> {
-        transaction!(self, "set_payoff", |c| ops::set_payoff(
-            c,
-            fiscal_code,
-            &payoff,
-            now
-        ))
+        transaction!(self, "set_payoff", |c| ops::set_payoff(c, fiscal_code, &payoff, now))
     }
 
     async fn withdraw_citizen(
@@ -382,12 +328,7 @@ impl Store for PgStore {
         channel: &Channel,
         now: OffsetDateTime,
     ) -> StoreResult<WithdrawOutcome> {
-        transaction!(self, "withdraw_citizen", |c| ops::withdraw_citizen(
-            c,
-            fiscal_code,
-            channel,
-            now
-        ))
+        transaction!(self, "withdraw_citizen", |c| ops::withdraw_citizen(c, fiscal_code, channel, now))
     }
 
     async fn enroll_instrument(
@@ -397,19 +338,11 @@ impl Store for PgStore {
         channel: &Channel,
         now: OffsetDateTime,
     ) -> StoreResult<EnrollInstrumentOutcome> {
-        transaction!(self, "enroll_instrument", |c| ops::enroll_instrument(
-            c,
-            hpan,
-            fiscal_code,
-            channel,
-            now
-        ))
+        transaction!(self, "enroll_instrument", |c| ops::enroll_instrument(c, hpan, fiscal_code, channel, now))
     }
 
     async fn get_instrument(&self, hpan: &Hpan) -> StoreResult<Option<Instrument>> {
-        ops::get_instrument(&mut *self.conn().await?, hpan)
-            .await
-            .map_err(store_err)
+        ops::get_instrument(&mut *self.conn().await?, hpan).await.map_err(store_err)
     }
 
     async fn delete_instrument(
@@ -418,73 +351,44 @@ impl Store for PgStore {
         fiscal_code: Option<&FiscalCode>,
         now: OffsetDateTime,
     ) -> StoreResult<DeleteInstrumentOutcome> {
-        transaction!(self, "delete_instrument", |c| ops::delete_instrument(
-            c,
-            hpan,
-            fiscal_code,
-            now
-        ))
+        transaction!(self, "delete_instrument", |c| ops::delete_instrument(c, hpan, fiscal_code, now))
     }
 
-    async fn count_active_instruments(
-        &self,
-        fiscal_code: &FiscalCode,
-    ) -> StoreResult<Vec<ChannelCount>> {
-        ops::count_active_instruments(&mut *self.conn().await?, fiscal_code)
-            .await
-            .map_err(store_err)
+    async fn count_active_instruments(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<ChannelCount>> {
+        ops::count_active_instruments(&mut *self.conn().await?, fiscal_code).await.map_err(store_err)
     }
 
     async fn instrument_history(&self, hpan: &Hpan) -> StoreResult<Vec<ActivationWindow>> {
-        ops::instrument_history(&mut *self.conn().await?, hpan)
-            .await
-            .map_err(store_err)
+        ops::instrument_history(&mut *self.conn().await?, hpan).await.map_err(store_err)
     }
 
     async fn list_award_periods(&self) -> StoreResult<Vec<AwardPeriod>> {
-        ops::list_award_periods(&mut *self.conn().await?)
-            .await
-            .map_err(store_err)
+        ops::list_award_periods(&mut *self.conn().await?).await.map_err(store_err)
     }
 
     async fn upsert_award_period(&self, period: &AwardPeriod) -> StoreResult<()> {
-        ops::upsert_award_period(&mut *self.conn().await?, period, true)
-            .await
-            .map_err(store_err)?;
+        ops::upsert_award_period(&mut *self.conn().await?, period, true).await.map_err(store_err)?;
         Ok(())
     }
 
     async fn seed_award_periods(&self, periods: &[AwardPeriod]) -> StoreResult<u64> {
-        transaction!(self, "seed_award_periods", |c| ops::seed_award_periods(
-            c, periods
-        ))
+        transaction!(self, "seed_award_periods", |c| ops::seed_award_periods(c, periods))
     }
 
     async fn insert_credential(&self, credential: &Credential) -> StoreResult<()> {
         // A duplicate id or key hash is a unique violation: `Other`, like any constraint error.
-        ops::insert_credential(&mut *self.conn().await?, credential)
-            .await
-            .map_err(store_err)
+        ops::insert_credential(&mut *self.conn().await?, credential).await.map_err(store_err)
     }
 
-    async fn find_credential_by_key_hash(
-        &self,
-        key_sha256: &str,
-    ) -> StoreResult<Option<Credential>> {
-        ops::find_credential(&mut *self.conn().await?, key_sha256)
-            .await
-            .map_err(store_err)
+    async fn find_credential_by_key_hash(&self, key_sha256: &str) -> StoreResult<Option<Credential>> {
+        ops::find_credential(&mut *self.conn().await?, key_sha256).await.map_err(store_err)
     }
 
     async fn list_credentials(&self) -> StoreResult<Vec<Credential>> {
-        ops::list_credentials(&mut *self.conn().await?)
-            .await
-            .map_err(store_err)
+        ops::list_credentials(&mut *self.conn().await?).await.map_err(store_err)
     }
 
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
-        ops::revoke_credential(&mut *self.conn().await?, id, now)
-            .await
-            .map_err(store_err)
+        ops::revoke_credential(&mut *self.conn().await?, id, now).await.map_err(store_err)
     }
 }

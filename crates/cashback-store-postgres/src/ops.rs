@@ -12,9 +12,8 @@
 //!   transaction is retried ([`Step::Retry`]), now seeing the winner's row.
 
 use cashback_domain::enrollment::{
-    self, Channel, CitizenEnrollDecision, CitizenState, InstrumentDeleteDecision,
-    InstrumentDeleteRefusal, InstrumentEnrollDecision, InstrumentEnrollRefusal, InstrumentState,
-    InstrumentStatus, OptInStatus,
+    self, Channel, CitizenEnrollDecision, CitizenState, InstrumentDeleteDecision, InstrumentDeleteRefusal,
+    InstrumentEnrollDecision, InstrumentEnrollRefusal, InstrumentState, InstrumentStatus, OptInStatus,
 };
 use cashback_domain::{AwardPeriod, FiscalCode, Hpan, Money};
 use cashback_store::*;
@@ -49,8 +48,7 @@ fn get_time(r: &PgRow, i: usize) -> sqlx::Result<OffsetDateTime> {
 }
 
 fn get_opt_time(r: &PgRow, i: usize) -> sqlx::Result<Option<OffsetDateTime>> {
-    r.try_get::<Option<OffsetDateTime>, _>(i)
-        .map(|t| t.map(utc))
+    r.try_get::<Option<OffsetDateTime>, _>(i).map(|t| t.map(utc))
 }
 
 fn get_u32(r: &PgRow, i: usize) -> sqlx::Result<u32> {
@@ -80,9 +78,7 @@ fn citizen_from_row(r: &PgRow) -> sqlx::Result<Citizen> {
     let payoff = match iban {
         Some(iban) => Some(Payoff {
             iban,
-            instr_type: r
-                .try_get::<Option<String>, _>(5)?
-                .unwrap_or_else(|| "IBAN".into()),
+            instr_type: r.try_get::<Option<String>, _>(5)?.unwrap_or_else(|| "IBAN".into()),
             account_holder_cf: r.try_get(6)?,
             account_holder_name: r.try_get(7)?,
             account_holder_surname: r.try_get(8)?,
@@ -105,31 +101,23 @@ fn citizen_from_row(r: &PgRow) -> sqlx::Result<Citizen> {
 }
 
 pub async fn get_citizen(c: &mut PgConnection, cf: &FiscalCode) -> sqlx::Result<Option<Citizen>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        citizen_cols!(),
-        " FROM citizen WHERE fiscal_code = $1"
-    ))
-    .bind(cf.as_str())
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(citizen_from_row)
-    .transpose()
+    sqlx::query(concat!("SELECT ", citizen_cols!(), " FROM citizen WHERE fiscal_code = $1"))
+        .bind(cf.as_str())
+        .fetch_optional(c)
+        .await?
+        .as_ref()
+        .map(citizen_from_row)
+        .transpose()
 }
 
 async fn lock_citizen(c: &mut PgConnection, cf: &FiscalCode) -> sqlx::Result<Option<Citizen>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        citizen_cols!(),
-        " FROM citizen WHERE fiscal_code = $1 FOR UPDATE"
-    ))
-    .bind(cf.as_str())
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(citizen_from_row)
-    .transpose()
+    sqlx::query(concat!("SELECT ", citizen_cols!(), " FROM citizen WHERE fiscal_code = $1 FOR UPDATE"))
+        .bind(cf.as_str())
+        .fetch_optional(c)
+        .await?
+        .as_ref()
+        .map(citizen_from_row)
+        .transpose()
 }
 
 pub async fn enroll_citizen(
@@ -140,10 +128,7 @@ pub async fn enroll_citizen(
     now: OffsetDateTime,
 ) -> sqlx::Result<Step<Citizen>> {
     let existing = lock_citizen(c, cf).await?;
-    let state = existing.as_ref().map(|e| CitizenState {
-        enabled: e.enabled,
-        opt_in: e.opt_in_status,
-    });
+    let state = existing.as_ref().map(|e| CitizenState { enabled: e.enabled, opt_in: e.opt_in_status });
     let now = pg_time(now);
     let row = match enrollment::decide_citizen_enroll(state, requested) {
         CitizenEnrollDecision::Create { opt_in } => {
@@ -224,9 +209,7 @@ pub async fn set_payoff(
     .bind(pg_time(now))
     .fetch_one(&mut *c)
     .await?;
-    Ok(Step::Done(SetPayoffOutcome::Updated(citizen_from_row(
-        &row,
-    )?)))
+    Ok(Step::Done(SetPayoffOutcome::Updated(Box::new(citizen_from_row(&row)?))))
 }
 
 pub async fn withdraw_citizen(
@@ -236,11 +219,10 @@ pub async fn withdraw_citizen(
     now: OffsetDateTime,
 ) -> sqlx::Result<Step<WithdrawOutcome>> {
     // Citizen first: no instrument can be enrolled for it until we commit.
-    let enabled: Option<bool> =
-        sqlx::query_scalar("SELECT enabled FROM citizen WHERE fiscal_code = $1 FOR UPDATE")
-            .bind(cf.as_str())
-            .fetch_optional(&mut *c)
-            .await?;
+    let enabled: Option<bool> = sqlx::query_scalar("SELECT enabled FROM citizen WHERE fiscal_code = $1 FOR UPDATE")
+        .bind(cf.as_str())
+        .fetch_optional(&mut *c)
+        .await?;
     match enabled {
         None => return Ok(Step::Done(WithdrawOutcome::NotFound)),
         Some(false) => return Ok(Step::Done(WithdrawOutcome::AlreadyWithdrawn)),
@@ -253,8 +235,7 @@ pub async fn withdraw_citizen(
     .bind(cf.as_str())
     .fetch_all(&mut *c)
     .await?;
-    if enrollment::check_withdrawal_channels(channel, channels.iter().map(String::as_str)).is_err()
-    {
+    if enrollment::check_withdrawal_channels(channel, channels.iter().map(String::as_str)).is_err() {
         return Ok(Step::Done(WithdrawOutcome::TooManyChannels));
     }
     let now = pg_time(now);
@@ -285,9 +266,7 @@ pub async fn withdraw_citizen(
     .bind(now)
     .execute(&mut *c)
     .await?;
-    Ok(Step::Done(WithdrawOutcome::Withdrawn {
-        instruments: hpans.len() as u64,
-    }))
+    Ok(Step::Done(WithdrawOutcome::Withdrawn { instruments: hpans.len() as u64 }))
 }
 
 // ---- instruments ----
@@ -306,39 +285,30 @@ fn instrument_from_row(r: &PgRow) -> sqlx::Result<Instrument> {
         hpan: Hpan::parse(&hpan).map_err(|e| decode_err(format!("bad hpan: {e}")))?,
         fiscal_code: fiscal_code(&cf)?,
         channel: r.try_get(2)?,
-        status: InstrumentStatus::parse(&status)
-            .ok_or_else(|| decode_err(format!("bad status {status}")))?,
+        status: InstrumentStatus::parse(&status).ok_or_else(|| decode_err(format!("bad status {status}")))?,
         activation_date: get_time(r, 4)?,
         deactivation_date: get_opt_time(r, 5)?,
     })
 }
 
 pub async fn get_instrument(c: &mut PgConnection, hpan: &Hpan) -> sqlx::Result<Option<Instrument>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        instrument_cols!(),
-        " FROM payment_instrument WHERE hpan = $1"
-    ))
-    .bind(hpan.as_str())
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(instrument_from_row)
-    .transpose()
+    sqlx::query(concat!("SELECT ", instrument_cols!(), " FROM payment_instrument WHERE hpan = $1"))
+        .bind(hpan.as_str())
+        .fetch_optional(c)
+        .await?
+        .as_ref()
+        .map(instrument_from_row)
+        .transpose()
 }
 
 async fn lock_instrument(c: &mut PgConnection, hpan: &Hpan) -> sqlx::Result<Option<Instrument>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        instrument_cols!(),
-        " FROM payment_instrument WHERE hpan = $1 FOR UPDATE"
-    ))
-    .bind(hpan.as_str())
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(instrument_from_row)
-    .transpose()
+    sqlx::query(concat!("SELECT ", instrument_cols!(), " FROM payment_instrument WHERE hpan = $1 FOR UPDATE"))
+        .bind(hpan.as_str())
+        .fetch_optional(c)
+        .await?
+        .as_ref()
+        .map(instrument_from_row)
+        .transpose()
 }
 
 pub async fn enroll_instrument(
@@ -349,17 +319,13 @@ pub async fn enroll_instrument(
     now: OffsetDateTime,
 ) -> sqlx::Result<Step<EnrollInstrumentOutcome>> {
     // FOR SHARE: concurrent enrollments of one citizen proceed together; a withdrawal waits.
-    let enabled: bool =
-        sqlx::query_scalar("SELECT enabled FROM citizen WHERE fiscal_code = $1 FOR SHARE")
-            .bind(cf.as_str())
-            .fetch_optional(&mut *c)
-            .await?
-            .unwrap_or(false);
+    let enabled: bool = sqlx::query_scalar("SELECT enabled FROM citizen WHERE fiscal_code = $1 FOR SHARE")
+        .bind(cf.as_str())
+        .fetch_optional(&mut *c)
+        .await?
+        .unwrap_or(false);
     let existing = lock_instrument(c, hpan).await?;
-    let state = existing.as_ref().map(|i| InstrumentState {
-        owner: i.fiscal_code.as_str(),
-        status: i.status,
-    });
+    let state = existing.as_ref().map(|i| InstrumentState { owner: i.fiscal_code.as_str(), status: i.status });
     let now = pg_time(now);
     let decision = match enrollment::decide_instrument_enroll(enabled, state, cf.as_str()) {
         Err(InstrumentEnrollRefusal::CitizenNotEnabled) => {
@@ -428,10 +394,7 @@ pub async fn delete_instrument(
     now: OffsetDateTime,
 ) -> sqlx::Result<Step<DeleteInstrumentOutcome>> {
     let existing = lock_instrument(c, hpan).await?;
-    let state = existing.as_ref().map(|i| InstrumentState {
-        owner: i.fiscal_code.as_str(),
-        status: i.status,
-    });
+    let state = existing.as_ref().map(|i| InstrumentState { owner: i.fiscal_code.as_str(), status: i.status });
     let outcome = match enrollment::decide_instrument_delete(state, cf.map(FiscalCode::as_str)) {
         Err(InstrumentDeleteRefusal::NotFound) => DeleteInstrumentOutcome::NotFound,
         Err(InstrumentDeleteRefusal::OwnedByOther) => DeleteInstrumentOutcome::OwnedByOther,
@@ -458,10 +421,7 @@ pub async fn delete_instrument(
     Ok(Step::Done(outcome))
 }
 
-pub async fn count_active_instruments(
-    c: &mut PgConnection,
-    cf: &FiscalCode,
-) -> sqlx::Result<Vec<ChannelCount>> {
+pub async fn count_active_instruments(c: &mut PgConnection, cf: &FiscalCode) -> sqlx::Result<Vec<ChannelCount>> {
     // COLLATE "C": byte order, as SQLite sorts, whatever the database's default collation.
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT channel, COUNT(*) FROM payment_instrument WHERE fiscal_code = $1 AND status = 'ACTIVE' \
@@ -470,19 +430,10 @@ pub async fn count_active_instruments(
     .bind(cf.as_str())
     .fetch_all(c)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(channel, n)| ChannelCount {
-            channel,
-            count: n as u64,
-        })
-        .collect())
+    Ok(rows.into_iter().map(|(channel, n)| ChannelCount { channel, count: n as u64 }).collect())
 }
 
-pub async fn instrument_history(
-    c: &mut PgConnection,
-    hpan: &Hpan,
-) -> sqlx::Result<Vec<ActivationWindow>> {
+pub async fn instrument_history(c: &mut PgConnection, hpan: &Hpan) -> sqlx::Result<Vec<ActivationWindow>> {
     let rows = sqlx::query(
         "SELECT fiscal_code, channel, activated_at, deactivated_at FROM payment_instrument_history \
          WHERE hpan = $1 ORDER BY activated_at, id",
@@ -546,11 +497,7 @@ macro_rules! insert_award_period {
 }
 
 /// Insert a period; with `replace`, overwrite an existing one. Returns rows written.
-pub async fn upsert_award_period(
-    c: &mut PgConnection,
-    p: &AwardPeriod,
-    replace: bool,
-) -> sqlx::Result<u64> {
+pub async fn upsert_award_period(c: &mut PgConnection, p: &AwardPeriod, replace: bool) -> sqlx::Result<u64> {
     let sql = if replace {
         insert_award_period!(
             "ON CONFLICT (award_period_id) DO UPDATE SET start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date, \
@@ -581,10 +528,7 @@ pub async fn upsert_award_period(
         .rows_affected())
 }
 
-pub async fn seed_award_periods(
-    c: &mut PgConnection,
-    periods: &[AwardPeriod],
-) -> sqlx::Result<Step<u64>> {
+pub async fn seed_award_periods(c: &mut PgConnection, periods: &[AwardPeriod]) -> sqlx::Result<Step<u64>> {
     let mut n = 0;
     for p in periods {
         n += upsert_award_period(&mut *c, p, false).await?;
@@ -613,64 +557,43 @@ fn credential_from_row(r: &PgRow) -> sqlx::Result<Credential> {
 }
 
 pub async fn insert_credential(c: &mut PgConnection, cr: &Credential) -> sqlx::Result<()> {
-    sqlx::query(concat!(
-        "INSERT INTO credential (",
-        credential_cols!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6)"
-    ))
-    .bind(&cr.id)
-    .bind(cr.kind.as_str())
-    .bind(&cr.scope)
-    .bind(&cr.key_sha256)
-    .bind(pg_time(cr.created_at))
-    .bind(cr.revoked_at.map(pg_time))
-    .execute(c)
-    .await?;
+    sqlx::query(concat!("INSERT INTO credential (", credential_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6)"))
+        .bind(&cr.id)
+        .bind(cr.kind.as_str())
+        .bind(&cr.scope)
+        .bind(&cr.key_sha256)
+        .bind(pg_time(cr.created_at))
+        .bind(cr.revoked_at.map(pg_time))
+        .execute(c)
+        .await?;
     Ok(())
 }
 
-pub async fn find_credential(
-    c: &mut PgConnection,
-    key_sha256: &str,
-) -> sqlx::Result<Option<Credential>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        credential_cols!(),
-        " FROM credential WHERE key_sha256 = $1"
-    ))
-    .bind(key_sha256)
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(credential_from_row)
-    .transpose()
+pub async fn find_credential(c: &mut PgConnection, key_sha256: &str) -> sqlx::Result<Option<Credential>> {
+    sqlx::query(concat!("SELECT ", credential_cols!(), " FROM credential WHERE key_sha256 = $1"))
+        .bind(key_sha256)
+        .fetch_optional(c)
+        .await?
+        .as_ref()
+        .map(credential_from_row)
+        .transpose()
 }
 
 pub async fn list_credentials(c: &mut PgConnection) -> sqlx::Result<Vec<Credential>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        credential_cols!(),
-        " FROM credential ORDER BY created_at, id COLLATE \"C\""
-    ))
-    .fetch_all(c)
-    .await?
-    .iter()
-    .map(credential_from_row)
-    .collect()
+    sqlx::query(concat!("SELECT ", credential_cols!(), " FROM credential ORDER BY created_at, id COLLATE \"C\""))
+        .fetch_all(c)
+        .await?
+        .iter()
+        .map(credential_from_row)
+        .collect()
 }
 
-pub async fn revoke_credential(
-    c: &mut PgConnection,
-    id: &str,
-    now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    Ok(
-        sqlx::query("UPDATE credential SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .bind(pg_time(now))
-            .execute(c)
-            .await?
-            .rows_affected()
-            > 0,
-    )
+pub async fn revoke_credential(c: &mut PgConnection, id: &str, now: OffsetDateTime) -> sqlx::Result<bool> {
+    Ok(sqlx::query("UPDATE credential SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .bind(pg_time(now))
+        .execute(c)
+        .await?
+        .rows_affected()
+        > 0)
 }

@@ -16,14 +16,8 @@ use time::macros::{datetime, offset};
 #[test]
 fn database_is_replaced_in_url() {
     use common::with_database;
-    assert_eq!(
-        with_database("postgres://u@h:5432/test", "x"),
-        "postgres://u@h:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u@h/test?sslmode=disable", "x"),
-        "postgres://u@h/x?sslmode=disable"
-    );
+    assert_eq!(with_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
+    assert_eq!(with_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
 }
 
@@ -40,16 +34,10 @@ async fn nodes_starting_together_migrate_once() {
     for j in joins {
         stores.push(j.await.unwrap().expect("every node starts"));
     }
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_migrations")
-        .fetch_one(stores[0].pool())
-        .await
-        .unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM schema_migrations").fetch_one(stores[0].pool()).await.unwrap();
     assert_eq!(n, 1);
-    assert_eq!(
-        PgStore::migrate_only(&url).await.unwrap(),
-        0,
-        "nothing left to apply"
-    );
+    assert_eq!(PgStore::migrate_only(&url).await.unwrap(), 0, "nothing left to apply");
     for s in &stores {
         s.close().await;
     }
@@ -60,27 +48,18 @@ async fn connection_settings() {
     let store = common::fresh().await;
     assert_eq!(store.backend(), "postgres");
     store.ping().await.unwrap();
-    let (timeout,): (String,) = sqlx::query_as("SHOW statement_timeout")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let (timeout,): (String,) = sqlx::query_as("SHOW statement_timeout").fetch_one(store.pool()).await.unwrap();
     assert_eq!(timeout, "10s");
     // Through the trait, as the server does when it shuts down.
     let dyn_store: Arc<dyn Store> = store.clone();
     dyn_store.close().await;
     assert!(store.pool().is_closed());
-    assert!(
-        matches!(store.ping().await, Err(StoreError::Unavailable(_))),
-        "closed pool is unavailable"
-    );
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))), "closed pool is unavailable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_unavailable() {
-    let opts = PgOptions {
-        acquire_timeout: Duration::from_secs(1),
-        ..Default::default()
-    };
+    let opts = PgOptions { acquire_timeout: Duration::from_secs(1), ..Default::default() };
     match PgStore::connect("postgres://postgres@127.0.0.1:1/nowhere", opts).await {
         Err(StoreError::Unavailable(_)) => {}
         Err(e) => panic!("expected Unavailable, got {e:?}"),
@@ -98,17 +77,10 @@ async fn times_come_back_in_utc_with_microseconds() {
     let expected = datetime!(2021-03-01 08:00:00.123456 UTC);
     assert_eq!(c.timestamp_tc, expected);
     assert_eq!(c.timestamp_tc.offset(), offset!(UTC));
-    let EnrollInstrumentOutcome::Activated(i) = store
-        .enroll_instrument(&hpan(1), &cf, &io(), t)
-        .await
-        .unwrap()
-    else {
+    let EnrollInstrumentOutcome::Activated(i) = store.enroll_instrument(&hpan(1), &cf, &io(), t).await.unwrap() else {
         panic!("expected activation")
     };
-    assert_eq!(
-        store.get_instrument(&hpan(1)).await.unwrap(),
-        Some(i.clone())
-    );
+    assert_eq!(store.get_instrument(&hpan(1)).await.unwrap(), Some(i.clone()));
     assert_eq!(i.activation_date, expected);
     assert_eq!(i.activation_date.offset(), offset!(UTC));
 }
@@ -125,10 +97,7 @@ async fn duplicate_credential_is_other() {
         revoked_at: None,
     };
     store.insert_credential(&c).await.unwrap();
-    assert!(matches!(
-        store.insert_credential(&c).await,
-        Err(StoreError::Other(_))
-    ));
+    assert!(matches!(store.insert_credential(&c).await, Err(StoreError::Other(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,39 +132,19 @@ async fn withdrawal_racing_enrollments_leaves_nothing_active() {
             let (s, cf) = (store.clone(), cf.clone());
             let h = hpan(1_000 * (round + 1) + k);
             joins.push(tokio::spawn(async move {
-                s.enroll_instrument(&h, &cf, &bank("bank-z"), t0())
-                    .await
-                    .unwrap();
+                s.enroll_instrument(&h, &cf, &bank("bank-z"), t0()).await.unwrap();
                 h
             }));
         }
         let (s, c2) = (store.clone(), cf.clone());
-        let withdraw =
-            tokio::spawn(async move { s.withdraw_citizen(&c2, &io(), t0()).await.unwrap() });
+        let withdraw = tokio::spawn(async move { s.withdraw_citizen(&c2, &io(), t0()).await.unwrap() });
         let hpans: Vec<_> = futures_join(joins).await;
-        assert!(matches!(
-            withdraw.await.unwrap(),
-            WithdrawOutcome::Withdrawn { .. }
-        ));
-        assert!(
-            store
-                .count_active_instruments(&cf)
-                .await
-                .unwrap()
-                .is_empty(),
-            "round {round}"
-        );
+        assert!(matches!(withdraw.await.unwrap(), WithdrawOutcome::Withdrawn { .. }));
+        assert!(store.count_active_instruments(&cf).await.unwrap().is_empty(), "round {round}");
         for h in &hpans {
             if let Some(i) = store.get_instrument(h).await.unwrap() {
                 assert_eq!(i.status, InstrumentStatus::Inactive);
-                assert!(
-                    store
-                        .instrument_history(h)
-                        .await
-                        .unwrap()
-                        .iter()
-                        .all(|w| w.to.is_some())
-                );
+                assert!(store.instrument_history(h).await.unwrap().iter().all(|w| w.to.is_some()));
             }
         }
     }

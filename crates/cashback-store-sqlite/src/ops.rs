@@ -94,7 +94,12 @@ pub fn enroll_citizen(
     get_citizen(c, cf)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-pub fn set_payoff(c: &Connection, cf: &FiscalCode, p: Payoff, now: OffsetDateTime) -> rusqlite::Result<SetPayoffOutcome> {
+pub fn set_payoff(
+    c: &Connection,
+    cf: &FiscalCode,
+    p: Payoff,
+    now: OffsetDateTime,
+) -> rusqlite::Result<SetPayoffOutcome> {
     let Some(existing) = get_citizen(c, cf)? else {
         return Ok(SetPayoffOutcome::CitizenNotFound);
     };
@@ -118,10 +123,15 @@ pub fn set_payoff(c: &Connection, cf: &FiscalCode, p: Payoff, now: OffsetDateTim
         p.issuer_card_id,
         micros(now)
     ])?;
-    Ok(SetPayoffOutcome::Updated(get_citizen(c, cf)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?))
+    Ok(SetPayoffOutcome::Updated(Box::new(get_citizen(c, cf)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)))
 }
 
-pub fn withdraw_citizen(c: &Connection, cf: &FiscalCode, channel: &Channel, now: OffsetDateTime) -> rusqlite::Result<WithdrawOutcome> {
+pub fn withdraw_citizen(
+    c: &Connection,
+    cf: &FiscalCode,
+    channel: &Channel,
+    now: OffsetDateTime,
+) -> rusqlite::Result<WithdrawOutcome> {
     let Some(existing) = get_citizen(c, cf)? else {
         return Ok(WithdrawOutcome::NotFound);
     };
@@ -129,7 +139,9 @@ pub fn withdraw_citizen(c: &Connection, cf: &FiscalCode, channel: &Channel, now:
         return Ok(WithdrawOutcome::AlreadyWithdrawn);
     }
     let channels: Vec<String> = {
-        let mut st = c.prepare_cached("SELECT DISTINCT channel FROM payment_instrument WHERE fiscal_code = ?1 AND status = 'ACTIVE'")?;
+        let mut st = c.prepare_cached(
+            "SELECT DISTINCT channel FROM payment_instrument WHERE fiscal_code = ?1 AND status = 'ACTIVE'",
+        )?;
         st.query_map([cf.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };
     if enrollment::check_withdrawal_channels(channel, channels.iter().map(String::as_str)).is_err() {
@@ -179,8 +191,7 @@ pub fn get_instrument(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Option<In
 }
 
 fn citizen_enabled(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<bool> {
-    Ok(c
-        .prepare_cached("SELECT enabled FROM citizen WHERE fiscal_code = ?1")?
+    Ok(c.prepare_cached("SELECT enabled FROM citizen WHERE fiscal_code = ?1")?
         .query_row([cf.as_str()], |r| r.get::<_, bool>(0))
         .optional()?
         .unwrap_or(false))
@@ -213,7 +224,8 @@ pub fn enroll_instrument(
             };
             c.prepare_cached(sql)?.execute(params![hpan.as_str(), cf.as_str(), channel.as_str(), now_us])?;
             c.prepare_cached(
-                "INSERT INTO payment_instrument_history (hpan, fiscal_code, channel, activated_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO payment_instrument_history (hpan, activated_at, seq, fiscal_code, channel) \
+                 VALUES (?1, ?4, (SELECT COUNT(*) FROM payment_instrument_history WHERE hpan = ?1 AND activated_at = ?4), ?2, ?3)",
             )?
             .execute(params![hpan.as_str(), cf.as_str(), channel.as_str(), now_us])?;
             Ok(EnrollInstrumentOutcome::Activated(Instrument {
@@ -265,7 +277,7 @@ pub fn count_active_instruments(c: &Connection, cf: &FiscalCode) -> rusqlite::Re
 
 pub fn instrument_history(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Vec<ActivationWindow>> {
     let mut st = c.prepare_cached(
-        "SELECT fiscal_code, channel, activated_at, deactivated_at FROM payment_instrument_history WHERE hpan = ?1 ORDER BY activated_at, id",
+        "SELECT fiscal_code, channel, activated_at, deactivated_at FROM payment_instrument_history WHERE hpan = ?1 ORDER BY activated_at, seq",
     )?;
     st.query_map([hpan.as_str()], |r| {
         let cf: String = r.get(0)?;
@@ -351,20 +363,31 @@ pub fn insert_credential(c: &Connection, cr: &Credential) -> rusqlite::Result<()
     c.prepare_cached(
         "INSERT INTO credential (id, kind, scope, key_sha256, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![cr.id, cr.kind.as_str(), cr.scope, cr.key_sha256, micros(cr.created_at), cr.revoked_at.map(micros)])?;
+    .execute(params![
+        cr.id,
+        cr.kind.as_str(),
+        cr.scope,
+        cr.key_sha256,
+        micros(cr.created_at),
+        cr.revoked_at.map(micros)
+    ])?;
     Ok(())
 }
 
 pub fn find_credential(c: &Connection, key_sha256: &str) -> rusqlite::Result<Option<Credential>> {
-    c.prepare_cached("SELECT id, kind, scope, key_sha256, created_at, revoked_at FROM credential WHERE key_sha256 = ?1")?
-        .query_row([key_sha256], credential_from_row)
-        .optional()
+    c.prepare_cached(
+        "SELECT id, kind, scope, key_sha256, created_at, revoked_at FROM credential WHERE key_sha256 = ?1",
+    )?
+    .query_row([key_sha256], credential_from_row)
+    .optional()
 }
 
 pub fn list_credentials(c: &Connection) -> rusqlite::Result<Vec<Credential>> {
-    c.prepare_cached("SELECT id, kind, scope, key_sha256, created_at, revoked_at FROM credential ORDER BY created_at, id")?
-        .query_map([], credential_from_row)?
-        .collect()
+    c.prepare_cached(
+        "SELECT id, kind, scope, key_sha256, created_at, revoked_at FROM credential ORDER BY created_at, id",
+    )?
+    .query_map([], credential_from_row)?
+    .collect()
 }
 
 pub fn revoke_credential(c: &Connection, id: &str, now: OffsetDateTime) -> rusqlite::Result<bool> {

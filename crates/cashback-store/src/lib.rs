@@ -106,7 +106,7 @@ pub enum DeleteInstrumentOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetPayoffOutcome {
-    Updated(Citizen),
+    Updated(Box<Citizen>),
     CitizenNotFound,
     CitizenNotEnabled,
 }
@@ -114,7 +114,9 @@ pub enum SetPayoffOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WithdrawOutcome {
     /// The citizen was enabled and is now withdrawn; `instruments` were deactivated.
-    Withdrawn { instruments: u64 },
+    Withdrawn {
+        instruments: u64,
+    },
     /// Already withdrawn: nothing to do (idempotent).
     AlreadyWithdrawn,
     NotFound,

@@ -97,10 +97,7 @@ pub async fn instrument_lifecycle_and_history(store: Arc<dyn Store>) {
     let b = fiscal_code(11);
     let h = hpan(1);
     // Not enrolled → refused.
-    assert_eq!(
-        store.enroll_instrument(&h, &a, &io(), t0()).await.unwrap(),
-        EnrollInstrumentOutcome::CitizenNotEnabled
-    );
+    assert_eq!(store.enroll_instrument(&h, &a, &io(), t0()).await.unwrap(), EnrollInstrumentOutcome::CitizenNotEnabled);
     assert_eq!(store.get_instrument(&h).await.unwrap(), None);
     store.enroll_citizen(&a, None, &io(), t0()).await.unwrap();
     store.enroll_citizen(&b, None, &bank("bank-b"), t0()).await.unwrap();
@@ -136,8 +133,7 @@ pub async fn instrument_lifecycle_and_history(store: Arc<dyn Store>) {
     assert_eq!(i.deactivation_date, Some(t2));
     // Another citizen takes it over.
     let t3 = t2 + secs(100);
-    let EnrollInstrumentOutcome::Activated(i) =
-        store.enroll_instrument(&h, &b, &bank("bank-b"), t3).await.unwrap()
+    let EnrollInstrumentOutcome::Activated(i) = store.enroll_instrument(&h, &b, &bank("bank-b"), t3).await.unwrap()
     else {
         panic!("expected reactivation")
     };
@@ -149,7 +145,13 @@ pub async fn instrument_lifecycle_and_history(store: Arc<dyn Store>) {
     assert_eq!(
         hist,
         vec![
-            ActivationWindow { hpan: h.clone(), fiscal_code: a.clone(), channel: "app-io-channel".into(), from: t1, to: Some(t2) },
+            ActivationWindow {
+                hpan: h.clone(),
+                fiscal_code: a.clone(),
+                channel: "app-io-channel".into(),
+                from: t1,
+                to: Some(t2)
+            },
             ActivationWindow { hpan: h.clone(), fiscal_code: b.clone(), channel: "bank-b".into(), from: t3, to: None },
         ]
     );
@@ -195,7 +197,7 @@ pub async fn payoff_rules(store: Arc<dyn Store>) {
     let SetPayoffOutcome::Updated(c) = store.set_payoff(&cf, p.clone(), t0()).await.unwrap() else {
         panic!("expected update")
     };
-    assert_eq!(c.payoff, Some(p.clone()));
+    assert_eq!(c.payoff, Some(p.clone()), "returned citizen");
     assert_eq!(store.get_citizen(&cf).await.unwrap().unwrap().payoff, Some(p));
     store.withdraw_citizen(&cf, &io(), t0()).await.unwrap();
     assert_eq!(
@@ -229,10 +231,7 @@ pub async fn withdrawal_is_all_or_nothing(store: Arc<dyn Store>) {
     assert!(c.payoff.is_some());
     assert_eq!(store.get_instrument(&h1).await.unwrap().unwrap().status, InstrumentStatus::Active);
     // IO can.
-    assert_eq!(
-        store.withdraw_citizen(&cf, &io(), t1).await.unwrap(),
-        WithdrawOutcome::Withdrawn { instruments: 2 }
-    );
+    assert_eq!(store.withdraw_citizen(&cf, &io(), t1).await.unwrap(), WithdrawOutcome::Withdrawn { instruments: 2 });
     let c = store.get_citizen(&cf).await.unwrap().unwrap();
     assert!(!c.enabled);
     assert_eq!(c.payoff, None);

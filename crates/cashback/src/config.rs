@@ -28,7 +28,7 @@ pub struct FileConfig {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// HS256 secret for bearer JWTs (sub = fiscal code), or `jwt_secret_file`.
@@ -42,6 +42,19 @@ pub struct IdentityConfig {
     pub cache_ttl_secs: u64,
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_secret_file: None,
+            introspection_url: None,
+            introspection_timeout_ms: default_5000(),
+            cache_ttl_secs: default_3600(),
+            cache_entries: default_cache_entries(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,7 +98,12 @@ pub struct SqliteConfig {
 impl Default for SqliteConfig {
     fn default() -> Self {
         let d = cashback_store_sqlite::SqliteOptions::default();
-        Self { queue_capacity: d.queue_capacity, batch_max: d.batch_max, readers: d.readers, synchronous_full: d.synchronous_full }
+        Self {
+            queue_capacity: d.queue_capacity,
+            batch_max: d.batch_max,
+            readers: d.readers,
+            synchronous_full: d.synchronous_full,
+        }
     }
 }
 
@@ -179,5 +197,10 @@ mod tests {
         let c: FileConfig = toml::from_str("[identity]\njwt_secret = \"s\"\n[limits]\nconcurrency_max = 10\n").unwrap();
         assert_eq!(c.limits.concurrency_max, 10);
         assert_eq!(c.identity.jwt_secret.as_deref(), Some("s"));
+        assert_eq!(c.identity.introspection_timeout_ms, 5000);
+        let none = FileConfig::default();
+        assert_eq!(none.identity.introspection_timeout_ms, 5000);
+        assert_eq!(none.identity.cache_ttl_secs, 3600);
+        assert!(none.identity.cache_entries > 0);
     }
 }

@@ -1,5 +1,8 @@
 //! `cashback`: the composition root. Only this crate names concrete storage backends.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod config;
 mod serve;

@@ -39,7 +39,8 @@ async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Arc<dyn Store
                 synchronous_full: cfg.sqlite.synchronous_full,
                 ..Default::default()
             };
-            cashback_store_sqlite::SqliteStore::open(&path, opts).with_context(|| format!("opening {}", path.display()))?
+            cashback_store_sqlite::SqliteStore::open(&path, opts)
+                .with_context(|| format!("opening {}", path.display()))?
         }
         DatabaseUrl::Postgres(url) => {
             let opts = cashback_store_postgres::PgOptions {
@@ -94,10 +95,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ if dev => DEV_SALT.to_owned(),
         _ => bail!("salt: required outside --dev (CASHBACK_SALT, --salt, or salt/salt_file in the config file)"),
     };
-    let jwt_secret = args
-        .jwt_secret
-        .clone()
-        .or(config::secret("identity.jwt_secret", cfg.identity.jwt_secret.clone(), cfg.identity.jwt_secret_file.as_deref())?);
+    let jwt_secret = args.jwt_secret.clone().or(config::secret(
+        "identity.jwt_secret",
+        cfg.identity.jwt_secret.clone(),
+        cfg.identity.jwt_secret_file.as_deref(),
+    )?);
     let introspection = args.introspection_url.clone().or(cfg.identity.introspection_url.clone());
     let identity: Arc<dyn IdentityResolver> = match (introspection, jwt_secret) {
         (Some(url), _) => Arc::new(IntrospectionResolver::new(
@@ -264,7 +266,10 @@ async fn run_admin(store: &Arc<dyn Store>, cmd: AdminCommand, now: OffsetDateTim
                 revoked_at: None,
             };
             store.insert_credential(&cred).await.context("creating the credential (is the id already used?)")?;
-            println!("{}", serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key }));
+            println!(
+                "{}",
+                serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key })
+            );
         }
         AdminCommand::CredentialList => {
             for c in store.list_credentials().await? {

@@ -40,23 +40,17 @@ async fn drop_stale(admin: &mut PgConnection, now_secs: u64) {
     if DONE.swap(true, Ordering::SeqCst) {
         return;
     }
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'cashback\\_test\\_%'",
-    )
-    .fetch_all(&mut *admin)
-    .await
-    .unwrap_or_default();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'cashback\\_test\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
     for name in names {
-        let created = name[PREFIX.len()..]
-            .split('_')
-            .next()
-            .and_then(|s| u64::from_str_radix(s, 16).ok());
+        let created = name[PREFIX.len()..].split('_').next().and_then(|s| u64::from_str_radix(s, 16).ok());
         if created.is_some_and(|t| t + 3600 < now_secs) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-            )))
-            .execute(&mut *admin)
-            .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                .execute(&mut *admin)
+                .await;
         }
     }
 }
@@ -70,9 +64,7 @@ pub async fn fresh_database_url() -> String {
              {URL_VAR}=postgres://postgres@127.0.0.1:5432/test cargo test -p cashback-store-postgres"
         )
     });
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
     let name = format!(
         "{PREFIX}{:x}_{:x}_{:x}_{:x}",
         now.as_secs(),
@@ -80,9 +72,7 @@ pub async fn fresh_database_url() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         now.subsec_nanos()
     );
-    let mut admin = PgConnection::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {URL_VAR}={url}: {e}"));
+    let mut admin = PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("connect to {URL_VAR}={url}: {e}"));
     drop_stale(&mut admin, now.as_secs()).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
@@ -94,11 +84,6 @@ pub async fn fresh_database_url() -> String {
 
 /// A migrated store on a new empty database.
 pub async fn fresh() -> Arc<PgStore> {
-    let opts = PgOptions {
-        acquire_timeout: Duration::from_secs(30),
-        ..Default::default()
-    };
-    PgStore::connect(&fresh_database_url().await, opts)
-        .await
-        .expect("connect to the test database")
+    let opts = PgOptions { acquire_timeout: Duration::from_secs(30), ..Default::default() };
+    PgStore::connect(&fresh_database_url().await, opts).await.expect("connect to the test database")
 }
