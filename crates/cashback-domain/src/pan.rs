@@ -96,6 +96,18 @@ impl Hpan {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 32-byte SHA-256 digest the hex spells (compact storage and membership sets).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.0, &mut out).expect("a parsed hpan is 64 hex characters");
+        out
+    }
+
+    /// The hpan of a 32-byte digest.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Hpan {
+        Hpan(hex::encode(bytes))
+    }
 }
 
 impl fmt::Display for Hpan {
@@ -111,17 +123,10 @@ impl AsRef<str> for Hpan {
 }
 
 fn sha256_hex(value: &str, salt: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256::new();
     hasher.update(value.as_bytes());
     hasher.update(salt.as_bytes());
-    let digest = hasher.finalize();
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 0x0f)] as char);
-    }
-    out
+    hex::encode(hasher.finalize())
 }
 
 /// Luhn (mod 10) check over ASCII digits.
@@ -148,6 +153,15 @@ mod tests {
     use super::*;
 
     const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn hpan_bytes_round_trip() {
+        let h = Hpan::parse(ABC_SHA256).unwrap();
+        let b = h.to_bytes();
+        assert_eq!(b[0], 0xba);
+        assert_eq!(b[31], 0xad);
+        assert_eq!(Hpan::from_bytes(&b), h);
+    }
 
     fn reason(s: &str) -> String {
         let e = Pan::parse(s, "pan").unwrap_err();

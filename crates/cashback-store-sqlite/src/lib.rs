@@ -4,12 +4,21 @@
 //!   queue (`try_send`: a full queue is an immediate [`StoreError::Busy`], never a wait). The
 //!   thread drains whatever is queued (up to `batch_max`), runs it in one `BEGIN IMMEDIATE`
 //!   transaction with a savepoint per request (one request's failure never spoils the others),
-//!   commits once (group commit: one fsync per batch) and only then answers every caller.
+//!   commits once (group commit) and hands the batch's replies to the **syncer** thread.
+//! * **Syncer**: calls `fdatasync` on the WAL and only then answers every caller of every batch
+//!   committed before that sync began. The writer runs the next batch while the previous one is
+//!   being synced, so the disk flush and the SQL work overlap instead of alternating. (The writer
+//!   connection itself runs `synchronous=NORMAL`: SQLite writes the WAL frames without syncing and
+//!   the syncer's explicit sync provides the durability `FULL` would.)
 //! * **Readers**: a small pool of read-only connections used inline for point reads, which take
 //!   microseconds in WAL mode; the pool is larger than the number of runtime threads so a reader
 //!   never waits for another.
-//! * Durability: WAL with `synchronous=FULL` by default, so an acknowledged write survives a
-//!   power loss, not only a process crash.
+//! * Durability: by default no write is acknowledged before the WAL frames holding it are on
+//!   stable storage, so an acknowledged write survives a power loss, not only a process crash.
+//!   Recovery replays the WAL frame by frame along its checksum chain, so a later batch is never
+//!   recovered without the earlier ones. Other connections may read a committed batch a few
+//!   milliseconds before it is synced (and acknowledged); on a power loss in that window the
+//!   batch is lost as a whole, never half-applied.
 
 mod ops;
 
@@ -36,12 +45,20 @@ pub struct SqliteOptions {
     pub batch_max: usize,
     /// Read-only connections.
     pub readers: usize,
-    /// `synchronous=FULL` (true, default) or `NORMAL`.
+    /// Acknowledge writes only once synced to stable storage (true, default), or as soon as they
+    /// are committed to the WAL (false: survives a process crash, not a power loss).
     pub synchronous_full: bool,
+    /// Writer page cache in KiB. Kept small on purpose: SQLite walks the writer's whole page-cache
+    /// hash table at every commit that followed a b-tree page split while the database is under
+    /// 1 GiB (`balance_nonroot` parks pages at the pending-byte page number), so a large cache
+    /// makes every commit slower; pages not cached are read from the OS page cache.
+    pub writer_cache_kib: i64,
     /// How long a connection waits on a lock before failing.
     pub busy_timeout: Duration,
     /// Page size of a newly created database.
     pub page_size: i64,
+    /// WAL size above which the checkpointer rewinds it (RESTART checkpoint).
+    pub wal_restart_kib: i64,
 }
 
 impl Default for SqliteOptions {
@@ -53,6 +70,8 @@ impl Default for SqliteOptions {
             synchronous_full: true,
             busy_timeout: Duration::from_secs(5),
             page_size: 1024,
+            writer_cache_kib: 2048,
+            wal_restart_kib: 32 * 1024,
         }
     }
 }
@@ -77,7 +96,10 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "compact_instruments", include_str!("../migrations/0002_compact_instruments.sql")),
+];
 
 fn sql_err(e: rusqlite::Error) -> StoreError {
     StoreError::Other(e.to_string())
@@ -130,11 +152,12 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Other(format!("could not enable WAL (journal_mode={mode})")));
         }
-        writer
-            .pragma_update(None, "synchronous", if opts.synchronous_full { "FULL" } else { "NORMAL" })
-            .map_err(sql_err)?;
-        // 64 MiB of page cache for the writer: index pages stay hot across batches.
-        writer.pragma_update(None, "cache_size", -131_072_i64).map_err(sql_err)?;
+        // The syncer makes commits durable (see the module docs), so the writer never waits on
+        // the disk itself.
+        writer.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
+        writer.pragma_update(None, "cache_size", -opts.writer_cache_kib.max(64)).map_err(sql_err)?;
+        // Savepoint sub-journals in memory, never in temporary files.
+        writer.pragma_update(None, "temp_store", "MEMORY").map_err(sql_err)?;
         let applied = migrate(&mut writer).map_err(sql_err)?;
         if applied > 0 {
             tracing::info!(applied, path = %path.display(), "sqlite migrations applied");
@@ -155,18 +178,21 @@ impl SqliteStore {
         let checkpointer = Connection::open(&path).map_err(sql_err)?;
         configure(&checkpointer, &opts).map_err(sql_err)?;
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
+        let restart_frames = (opts.wal_restart_kib * 1024 / opts.page_size.max(512)).max(1024);
         {
             let stop = stop_checkpoints.clone();
             std::thread::Builder::new()
                 .name("sqlite-checkpoint".into())
-                .spawn(move || checkpoint_loop(checkpointer, stop))
+                .spawn(move || checkpoint_loop(checkpointer, stop, restart_frames))
                 .map_err(|e| StoreError::Other(e.to_string()))?;
         }
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let batch_max = opts.batch_max.max(1);
+        let wal_path = wal_path(&path);
+        let sync = opts.synchronous_full;
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx, batch_max))
+            .spawn(move || writer_loop(writer, rx, batch_max, sync.then_some(wal_path)))
             .map_err(|e| StoreError::Other(e.to_string()))?;
         metrics::gauge!("cashback_writer_queue_capacity").set(opts.queue_capacity as f64);
         Ok(Arc::new(Self {
@@ -253,18 +279,120 @@ impl SqliteStore {
     }
 }
 
-/// Copy committed WAL frames into the database every 100 ms.
-fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>) {
+/// Copy committed WAL frames into the database every 100 ms (PASSIVE: never blocks anyone).
+///
+/// Under sustained writes a PASSIVE checkpoint never catches up at the instant the writer starts
+/// its next transaction, so SQLite would never rewind the WAL and it would grow without bound
+/// (and every page read would search an ever larger WAL index). Once the WAL holds more than
+/// `restart_frames`, a RESTART checkpoint copies the small remainder while holding the writer
+/// lock for a moment and makes the next transaction rewind the WAL to its start.
+fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>, restart_frames: i64) {
+    let frames = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+    };
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
-            Ok((log, done)) => metrics::gauge!("cashback_sqlite_wal_frames").set((log - done).max(0) as f64),
+        match frames("PASSIVE") {
+            Ok((log, done)) => {
+                metrics::gauge!("cashback_sqlite_wal_frames").set(log as f64);
+                metrics::gauge!("cashback_sqlite_wal_frames_pending").set((log - done).max(0) as f64);
+                if log > restart_frames {
+                    let started = Instant::now();
+                    match frames("RESTART") {
+                        Ok(_) => {
+                            metrics::counter!("cashback_sqlite_wal_restarts_total").increment(1);
+                            metrics::histogram!("cashback_sqlite_wal_restart_seconds")
+                                .record(started.elapsed().as_secs_f64());
+                        }
+                        Err(e) => tracing::warn!(error = %e, "sqlite RESTART checkpoint failed"),
+                    }
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed"),
         }
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usize) {
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// Where a committed batch's replies go: answered at once, or after the syncer's `fdatasync`.
+enum Acks {
+    Immediate,
+    AfterSync(std::sync::mpsc::SyncSender<Vec<Reply>>),
+}
+
+impl Acks {
+    fn deliver(&self, replies: Vec<Reply>, outcome: Result<(), String>) {
+        match (self, outcome) {
+            (Acks::AfterSync(tx), Ok(())) => {
+                if let Err(std::sync::mpsc::SendError(replies)) = tx.send(replies) {
+                    for r in replies {
+                        r(Err("the WAL syncer stopped".into()));
+                    }
+                }
+            }
+            (_, outcome) => {
+                for r in replies {
+                    r(outcome.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Sync the WAL, then answer every batch committed before the sync began.
+fn syncer_loop(wal: PathBuf, rx: std::sync::mpsc::Receiver<Vec<Reply>>) {
+    let mut file: Option<std::fs::File> = None;
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            groups.push(more);
+        }
+        let started = Instant::now();
+        let res = match &file {
+            Some(f) => f.sync_data(),
+            None => std::fs::OpenOptions::new().read(true).write(true).open(&wal).and_then(|f| {
+                let r = f.sync_data();
+                file = Some(f);
+                r
+            }),
+        }
+        .map_err(|e| {
+            metrics::counter!("cashback_writer_sync_failures_total").increment(1);
+            tracing::error!(error = %e, wal = %wal.display(), "fdatasync of the SQLite WAL failed");
+            format!("could not sync the write-ahead log: {e}")
+        });
+        metrics::histogram!("cashback_writer_sync_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("cashback_writer_sync_batches").record(groups.len() as f64);
+        for r in groups.into_iter().flatten() {
+            r(res.clone());
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usize, sync_wal: Option<PathBuf>) {
+    // Batches committed while the syncer is busy wait here (bounded: the writer blocks when it
+    // is this far ahead of the disk).
+    let (acks, syncer) = match sync_wal {
+        Some(wal) => {
+            let (tx, srx) = std::sync::mpsc::sync_channel::<Vec<Reply>>(64);
+            match std::thread::Builder::new().name("sqlite-syncer".into()).spawn(move || syncer_loop(wal, srx)) {
+                Ok(h) => (Acks::AfterSync(tx), Some(h)),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start the WAL syncer; using synchronous=FULL");
+                    let _ = conn.pragma_update(None, "synchronous", "FULL");
+                    (Acks::Immediate, None)
+                }
+            }
+        }
+        None => (Acks::Immediate, None),
+    };
     let mut stop = false;
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     while !stop {
@@ -285,7 +413,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usi
         metrics::gauge!("cashback_writer_queue_depth").set(rx.len() as f64);
         metrics::histogram!("cashback_writer_batch_size").record(batch.len() as f64);
         let started = Instant::now();
-        run_batch(&mut conn, &mut batch);
+        run_batch(&mut conn, &mut batch, &acks);
         metrics::histogram!("cashback_writer_batch_seconds").record(started.elapsed().as_secs_f64());
     }
     // Drain anything still queued (the queue is closed to new writers by `closed`).
@@ -294,18 +422,23 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usi
         if let Msg::Job(j) = msg {
             batch.push(j);
             if batch.len() >= batch_max {
-                run_batch(&mut conn, &mut batch);
+                run_batch(&mut conn, &mut batch, &acks);
             }
         }
     }
     if !batch.is_empty() {
-        run_batch(&mut conn, &mut batch);
+        run_batch(&mut conn, &mut batch, &acks);
+    }
+    // Let the syncer make the last batches durable and answer them.
+    drop(acks);
+    if let Some(h) = syncer {
+        let _ = h.join();
     }
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
     tracing::info!("sqlite writer stopped");
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, acks: &Acks) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // Jobs are dropped unrun: their callers get `Unavailable` and may retry.
@@ -330,9 +463,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
         let _ = conn.execute_batch("ROLLBACK");
         metrics::counter!("cashback_writer_commit_failures_total").increment(1);
     }
-    for r in replies {
-        r(outcome.clone());
-    }
+    acks.deliver(replies, outcome);
 }
 
 #[async_trait]

@@ -148,10 +148,11 @@ pub fn withdraw_citizen(
         return Ok(WithdrawOutcome::TooManyChannels);
     }
     let now_us = micros(now);
-    c.prepare_cached(
-        "UPDATE payment_instrument_history SET deactivated_at = ?2 WHERE deactivated_at IS NULL AND hpan IN \
-         (SELECT hpan FROM payment_instrument WHERE fiscal_code = ?1 AND status = 'ACTIVE')",
-    )?
+    c.prepare_cached(&format!(
+        "INSERT INTO instrument_window (hpan, activated_at, seq, fiscal_code, channel, deactivated_at) \
+         SELECT p.hpan, p.activation_date, {NEXT_SEQ}, p.fiscal_code, p.channel, ?2 \
+         FROM payment_instrument p WHERE p.fiscal_code = ?1 AND p.status = 'ACTIVE'"
+    ))?
     .execute(params![cf.as_str(), now_us])?;
     let n = c
         .prepare_cached(
@@ -168,12 +169,22 @@ pub fn withdraw_citizen(
     Ok(WithdrawOutcome::Withdrawn { instruments: n as u64 })
 }
 
+/// Sequence number of a window being closed among the closed windows of the same hpan that
+/// opened in the same microsecond (`p` is the instrument row).
+const NEXT_SEQ: &str =
+    "(SELECT COUNT(*) FROM instrument_window w WHERE w.hpan = p.hpan AND w.activated_at = p.activation_date)";
+
+fn hpan_from_blob(v: &[u8]) -> rusqlite::Result<Hpan> {
+    let bytes: &[u8; 32] = v.try_into().map_err(|_| conv_err(format!("hpan blob of {} bytes", v.len())))?;
+    Ok(Hpan::from_bytes(bytes))
+}
+
 fn instrument_from_row(r: &Row<'_>) -> rusqlite::Result<Instrument> {
-    let hpan: String = r.get(0)?;
+    let hpan = hpan_from_blob(r.get_ref(0)?.as_blob()?)?;
     let cf: String = r.get(1)?;
     let status: String = r.get(3)?;
     Ok(Instrument {
-        hpan: Hpan::parse(&hpan).map_err(|e| conv_err(e.to_string()))?,
+        hpan,
         fiscal_code: FiscalCode::parse(&cf).map_err(|e| conv_err(e.to_string()))?,
         channel: r.get(2)?,
         status: InstrumentStatus::parse(&status).ok_or_else(|| conv_err(format!("bad status {status}")))?,
@@ -186,7 +197,7 @@ pub fn get_instrument(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Option<In
     c.prepare_cached(
         "SELECT hpan, fiscal_code, channel, status, activation_date, deactivation_date FROM payment_instrument WHERE hpan = ?1",
     )?
-    .query_row([hpan.as_str()], instrument_from_row)
+    .query_row([&hpan.to_bytes()[..]], instrument_from_row)
     .optional()
 }
 
@@ -197,6 +208,22 @@ fn citizen_enabled(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<bool> {
         .unwrap_or(false))
 }
 
+fn activated(
+    hpan: &Hpan,
+    cf: &FiscalCode,
+    channel: &Channel,
+    now_us: i64,
+) -> rusqlite::Result<EnrollInstrumentOutcome> {
+    Ok(EnrollInstrumentOutcome::Activated(Instrument {
+        hpan: hpan.clone(),
+        fiscal_code: cf.clone(),
+        channel: channel.as_str().to_owned(),
+        status: InstrumentStatus::Active,
+        activation_date: from_micros(now_us)?,
+        deactivation_date: None,
+    }))
+}
+
 pub fn enroll_instrument(
     c: &Connection,
     hpan: &Hpan,
@@ -205,9 +232,23 @@ pub fn enroll_instrument(
     now: OffsetDateTime,
 ) -> rusqlite::Result<EnrollInstrumentOutcome> {
     let enabled = citizen_enabled(c, cf)?;
+    let now_us = micros(now);
+    // Fast path for a card never seen before (most of launch day): when the domain says an
+    // absent instrument is inserted, try the insert directly; one b-tree descent instead of a
+    // lookup followed by an insert. A present row leaves the insert a no-op and falls through.
+    if enrollment::decide_instrument_enroll(enabled, None, cf.as_str()) == Ok(InstrumentEnrollDecision::Insert) {
+        let inserted = c
+            .prepare_cached(
+                "INSERT INTO payment_instrument (hpan, fiscal_code, channel, status, activation_date, deactivation_date, updated_at) \
+                 VALUES (?1, ?2, ?3, 'ACTIVE', ?4, NULL, ?4) ON CONFLICT (hpan) DO NOTHING",
+            )?
+            .execute(params![&hpan.to_bytes()[..], cf.as_str(), channel.as_str(), now_us])?;
+        if inserted == 1 {
+            return activated(hpan, cf, channel, now_us);
+        }
+    }
     let existing = get_instrument(c, hpan)?;
     let state = existing.as_ref().map(|i| InstrumentState { owner: i.fiscal_code.as_str(), status: i.status });
-    let now_us = micros(now);
     match enrollment::decide_instrument_enroll(enabled, state, cf.as_str()) {
         Err(InstrumentEnrollRefusal::CitizenNotEnabled) => Ok(EnrollInstrumentOutcome::CitizenNotEnabled),
         Err(InstrumentEnrollRefusal::OwnedByOther) => Ok(EnrollInstrumentOutcome::OwnedByOther),
@@ -222,20 +263,9 @@ pub fn enroll_instrument(
                 "UPDATE payment_instrument SET fiscal_code = ?2, channel = ?3, status = 'ACTIVE', activation_date = ?4, \
                  deactivation_date = NULL, updated_at = ?4 WHERE hpan = ?1"
             };
-            c.prepare_cached(sql)?.execute(params![hpan.as_str(), cf.as_str(), channel.as_str(), now_us])?;
-            c.prepare_cached(
-                "INSERT INTO payment_instrument_history (hpan, activated_at, seq, fiscal_code, channel) \
-                 VALUES (?1, ?4, (SELECT COUNT(*) FROM payment_instrument_history WHERE hpan = ?1 AND activated_at = ?4), ?2, ?3)",
-            )?
-            .execute(params![hpan.as_str(), cf.as_str(), channel.as_str(), now_us])?;
-            Ok(EnrollInstrumentOutcome::Activated(Instrument {
-                hpan: hpan.clone(),
-                fiscal_code: cf.clone(),
-                channel: channel.as_str().to_owned(),
-                status: InstrumentStatus::Active,
-                activation_date: from_micros(now_us)?,
-                deactivation_date: None,
-            }))
+            // The instrument row is the open window; closed windows are in `instrument_window`.
+            c.prepare_cached(sql)?.execute(params![&hpan.to_bytes()[..], cf.as_str(), channel.as_str(), now_us])?;
+            activated(hpan, cf, channel, now_us)
         }
     }
 }
@@ -254,14 +284,17 @@ pub fn delete_instrument(
         Ok(InstrumentDeleteDecision::AlreadyInactive) => Ok(DeleteInstrumentOutcome::AlreadyInactive),
         Ok(InstrumentDeleteDecision::Deactivate) => {
             let now_us = micros(now);
+            let key = hpan.to_bytes();
+            c.prepare_cached(&format!(
+                "INSERT INTO instrument_window (hpan, activated_at, seq, fiscal_code, channel, deactivated_at) \
+                 SELECT p.hpan, p.activation_date, {NEXT_SEQ}, p.fiscal_code, p.channel, ?2 \
+                 FROM payment_instrument p WHERE p.hpan = ?1 AND p.status = 'ACTIVE'"
+            ))?
+            .execute(params![&key[..], now_us])?;
             c.prepare_cached(
                 "UPDATE payment_instrument SET status = 'INACTIVE', deactivation_date = ?2, updated_at = ?2 WHERE hpan = ?1",
             )?
-            .execute(params![hpan.as_str(), now_us])?;
-            c.prepare_cached(
-                "UPDATE payment_instrument_history SET deactivated_at = ?2 WHERE hpan = ?1 AND deactivated_at IS NULL",
-            )?
-            .execute(params![hpan.as_str(), now_us])?;
+            .execute(params![&key[..], now_us])?;
             Ok(DeleteInstrumentOutcome::Deactivated)
         }
     }
@@ -276,10 +309,14 @@ pub fn count_active_instruments(c: &Connection, cf: &FiscalCode) -> rusqlite::Re
 }
 
 pub fn instrument_history(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Vec<ActivationWindow>> {
+    // Closed windows, then the open one (the active instrument row), oldest first.
     let mut st = c.prepare_cached(
-        "SELECT fiscal_code, channel, activated_at, deactivated_at FROM payment_instrument_history WHERE hpan = ?1 ORDER BY activated_at, seq",
+        "SELECT fiscal_code, channel, activated_at, deactivated_at, 0 AS open, seq FROM instrument_window WHERE hpan = ?1 \
+         UNION ALL \
+         SELECT fiscal_code, channel, activation_date, NULL, 1, 0 FROM payment_instrument WHERE hpan = ?1 AND status = 'ACTIVE' \
+         ORDER BY 3, 5, 6",
     )?;
-    st.query_map([hpan.as_str()], |r| {
+    st.query_map([&hpan.to_bytes()[..]], |r| {
         let cf: String = r.get(0)?;
         Ok(ActivationWindow {
             hpan: hpan.clone(),

@@ -161,6 +161,35 @@ pub async fn instrument_lifecycle_and_history(store: Arc<dyn Store>) {
     assert_eq!(store.delete_instrument(&h, None, t3 + secs(1)).await.unwrap(), DeleteInstrumentOutcome::Deactivated);
 }
 
+/// Windows opened and closed within one instant (a fixed clock, or a fast client) are all kept,
+/// in the order they happened, each with its owner.
+pub async fn history_keeps_same_instant_windows(store: Arc<dyn Store>) {
+    let a = fiscal_code(12);
+    let b = fiscal_code(13);
+    let h = hpan(2);
+    store.enroll_citizen(&a, None, &io(), t0()).await.unwrap();
+    store.enroll_citizen(&b, None, &bank("bank-b"), t0()).await.unwrap();
+    let t = t0() + secs(1);
+    for owner in [&a, &b, &a] {
+        let ch = if owner == &a { io() } else { bank("bank-b") };
+        assert!(matches!(
+            store.enroll_instrument(&h, owner, &ch, t).await.unwrap(),
+            EnrollInstrumentOutcome::Activated(_)
+        ));
+        assert_eq!(store.delete_instrument(&h, Some(owner), t).await.unwrap(), DeleteInstrumentOutcome::Deactivated);
+    }
+    store.enroll_instrument(&h, &b, &bank("bank-b"), t).await.unwrap();
+    let hist = store.instrument_history(&h).await.unwrap();
+    let owners: Vec<_> = hist.iter().map(|w| (w.fiscal_code.clone(), w.to)).collect();
+    assert_eq!(owners, vec![(a.clone(), Some(t)), (b.clone(), Some(t)), (a.clone(), Some(t)), (b.clone(), None)]);
+    assert!(hist.iter().all(|w| w.from == t && w.hpan == h));
+    // Withdrawal closes the open window too.
+    store.withdraw_citizen(&b, &bank("bank-b"), t + secs(1)).await.unwrap();
+    let hist = store.instrument_history(&h).await.unwrap();
+    assert_eq!(hist.len(), 4);
+    assert_eq!(hist[3].to, Some(t + secs(1)));
+}
+
 pub async fn concurrent_enrollment_has_one_winner(store: Arc<dyn Store>) {
     let a = fiscal_code(20);
     let b = fiscal_code(21);
@@ -326,6 +355,7 @@ macro_rules! contract_tests {
             citizen_enroll_is_idempotent,
             opt_in_moves_one_way,
             instrument_lifecycle_and_history,
+            history_keeps_same_instant_windows,
             concurrent_enrollment_has_one_winner,
             payoff_rules,
             withdrawal_is_all_or_nothing,
