@@ -3,7 +3,9 @@
 //! Invariants: no I/O, no clock (every "now" / "today" is a parameter), no SQL, no serde.
 //! Every value type here can only be built valid, through its `parse`/`new` constructor.
 
+pub mod acquirer;
 pub mod calendar;
+pub mod eligibility;
 pub mod enrollment;
 pub mod error;
 pub mod fiscal_code;
@@ -12,6 +14,7 @@ pub mod money;
 pub mod pan;
 pub mod period;
 
+pub use acquirer::{AcquirerRecord, FileName, OperationType, PosType, RecordLayout};
 pub use error::ValidationError;
 pub use fiscal_code::FiscalCode;
 pub use iban::Iban;
