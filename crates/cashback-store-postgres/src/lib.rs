@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use cashback_domain::eligibility::EnrollmentIndex;
 use cashback_domain::enrollment::{Channel, OptInStatus};
 use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
 use cashback_store::*;
@@ -51,7 +52,10 @@ impl Default for PgOptions {
 /// Attempts of one transactional operation before giving up with [`StoreError::Busy`].
 pub const MAX_ATTEMPTS: u32 = 5;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "acquirer", include_str!("../migrations/0002_acquirer.sql")),
+];
 
 /// Key of the advisory lock serialising migrations across nodes ("cashback" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_7368_6261_636b;
@@ -390,5 +394,43 @@ impl Store for PgStore {
 
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
         ops::revoke_credential(&mut *self.conn().await?, id, now).await.map_err(store_err)
+    }
+
+    async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {
+        transaction!(self, "begin_acquirer_file", |c| ops::begin_acquirer_file(c, &file, now))
+    }
+
+    async fn ingest_chunk(&self, file_id: i64, chunk: IngestChunk) -> StoreResult<ChunkOutcome> {
+        let arrays = ops::ChunkArrays::new(&chunk).map_err(store_err)?;
+        transaction!(self, "ingest_chunk", |c| ops::ingest_chunk(c, file_id, &chunk, &arrays))
+    }
+
+    async fn finish_acquirer_file(
+        &self,
+        file_id: i64,
+        error: Option<String>,
+        now: OffsetDateTime,
+    ) -> StoreResult<AcquirerFile> {
+        ops::finish_acquirer_file(&mut *self.conn().await?, file_id, error.as_deref(), now).await.map_err(store_err)
+    }
+
+    async fn get_acquirer_file(&self, name: &str) -> StoreResult<Option<AcquirerFile>> {
+        ops::get_acquirer_file(&mut *self.conn().await?, name).await.map_err(store_err)
+    }
+
+    async fn file_rejections(&self, file_id: i64, limit: u32) -> StoreResult<Vec<Rejection>> {
+        ops::file_rejections(&mut *self.conn().await?, file_id, limit).await.map_err(store_err)
+    }
+
+    async fn load_enrollment_index(&self) -> StoreResult<EnrollmentIndex> {
+        transaction!(self, "load_enrollment_index", |c| ops::load_enrollment_index(c))
+    }
+
+    async fn citizen_transactions(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<StoredTransaction>> {
+        ops::citizen_transactions(&mut *self.conn().await?, fiscal_code).await.map_err(store_err)
+    }
+
+    async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>> {
+        ops::instrument_transactions(&mut *self.conn().await?, hpan).await.map_err(store_err)
     }
 }

@@ -11,6 +11,9 @@
 //!   the loser of the race waits for the winner's commit, inserts nothing, and the whole
 //!   transaction is retried ([`Step::Retry`]), now seeing the winner's row.
 
+use cashback_domain::eligibility::{
+    CitizenState as EligibilityCitizen, EnrollmentIndex, EnrollmentIndexBuilder, Ineligible,
+};
 use cashback_domain::enrollment::{
     self, Channel, CitizenEnrollDecision, CitizenState, InstrumentDeleteDecision, InstrumentDeleteRefusal,
     InstrumentEnrollDecision, InstrumentEnrollRefusal, InstrumentState, InstrumentStatus, OptInStatus,
@@ -596,4 +599,498 @@ pub async fn revoke_credential(c: &mut PgConnection, id: &str, now: OffsetDateTi
         .await?
         .rows_affected()
         > 0)
+}
+
+// ---- acquirer files and transactions ----
+//
+// Lock order: the file row (`FOR UPDATE`), then transaction rows in `dedup_key` order. A chunk
+// holds its file's row for the whole transaction, so chunks of one file, its restart and its
+// finish are serialised; rows are inserted sorted by key, so two chunks with overlapping keys
+// (the same data in two files, ingested by two nodes) wait on each other without deadlocking.
+
+macro_rules! file_cols {
+    () => {
+        "id, name, abi, size, sha256, checksum, status, received_at, finished_at, last_line, \
+         accepted, ineligible, duplicates, rejected, error"
+    };
+}
+
+fn get_u64(r: &PgRow, i: usize) -> sqlx::Result<u64> {
+    let v: i64 = r.try_get(i)?;
+    u64::try_from(v).map_err(|_| decode_err(format!("column {i}: {v} is negative")))
+}
+
+fn file_from_row(r: &PgRow) -> sqlx::Result<AcquirerFile> {
+    let status: String = r.try_get(6)?;
+    Ok(AcquirerFile {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        abi: r.try_get(2)?,
+        size: get_u64(r, 3)?,
+        sha256: r.try_get(4)?,
+        checksum: r.try_get(5)?,
+        status: FileStatus::parse(&status).ok_or_else(|| decode_err(format!("bad file status {status}")))?,
+        received_at: get_time(r, 7)?,
+        finished_at: get_opt_time(r, 8)?,
+        last_line: get_u64(r, 9)?,
+        counts: FileCounts {
+            accepted: get_u64(r, 10)?,
+            ineligible: get_u64(r, 11)?,
+            duplicates: get_u64(r, 12)?,
+            rejected: get_u64(r, 13)?,
+        },
+        error: r.try_get(14)?,
+    })
+}
+
+fn unknown_file(id: i64) -> sqlx::Error {
+    sqlx::Error::InvalidArgument(format!("unknown acquirer file id {id}"))
+}
+
+fn db_u64(v: u64) -> sqlx::Result<i64> {
+    i64::try_from(v).map_err(|_| sqlx::Error::InvalidArgument(format!("{v} does not fit in bigint")))
+}
+
+pub async fn get_acquirer_file(c: &mut PgConnection, name: &str) -> sqlx::Result<Option<AcquirerFile>> {
+    sqlx::query(concat!("SELECT ", file_cols!(), " FROM acquirer_file WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(c)
+        .await?
+        .as_ref()
+        .map(file_from_row)
+        .transpose()
+}
+
+/// Register a file by name. Two nodes beginning the same new file race on the unique name: the
+/// loser's insert waits for the winner's commit, inserts nothing, and then reads (and locks) the
+/// winner's row, which is PROCESSING: it resumes, it does not start. A FAILED file is restarted
+/// under its row lock, so only one of several concurrent callers sees it FAILED.
+pub async fn begin_acquirer_file(
+    c: &mut PgConnection,
+    f: &NewAcquirerFile,
+    now: OffsetDateTime,
+) -> sqlx::Result<Step<BeginFile>> {
+    let now = pg_time(now);
+    let size = db_u64(f.size)?;
+    let inserted = sqlx::query(concat!(
+        "INSERT INTO acquirer_file (name, abi, size, sha256, status, received_at) \
+         VALUES ($1, $2, $3, $4, 'PROCESSING', $5) ON CONFLICT (name) DO NOTHING RETURNING ",
+        file_cols!()
+    ))
+    .bind(&f.name)
+    .bind(&f.abi)
+    .bind(size)
+    .bind(&f.sha256)
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await?;
+    if let Some(row) = inserted {
+        return Ok(Step::Done(BeginFile::Started(file_from_row(&row)?)));
+    }
+    let existing = sqlx::query(concat!("SELECT ", file_cols!(), " FROM acquirer_file WHERE name = $1 FOR UPDATE"))
+        .bind(&f.name)
+        .fetch_optional(&mut *c)
+        .await?;
+    let Some(existing) = existing.as_ref().map(file_from_row).transpose()? else {
+        // Files are never deleted; should one vanish in between, decide again.
+        return Ok(Step::Retry);
+    };
+    match existing.status {
+        FileStatus::Done => Ok(Step::Done(BeginFile::AlreadyDone(existing))),
+        FileStatus::Processing => Ok(Step::Done(BeginFile::Resume(existing))),
+        FileStatus::Failed => {
+            // Failed at file level: nothing of it was stored; start afresh.
+            sqlx::query("DELETE FROM file_rejection WHERE file_id = $1").bind(existing.id).execute(&mut *c).await?;
+            let row = sqlx::query(concat!(
+                "UPDATE acquirer_file SET abi = $2, size = $3, sha256 = $4, checksum = NULL, status = 'PROCESSING', \
+                 received_at = $5, finished_at = NULL, last_line = 0, accepted = 0, ineligible = 0, duplicates = 0, \
+                 rejected = 0, error = NULL WHERE id = $1 RETURNING ",
+                file_cols!()
+            ))
+            .bind(existing.id)
+            .bind(&f.abi)
+            .bind(size)
+            .bind(&f.sha256)
+            .bind(now)
+            .fetch_one(&mut *c)
+            .await?;
+            Ok(Step::Done(BeginFile::Started(file_from_row(&row)?)))
+        }
+    }
+}
+
+/// The rows of a chunk as column arrays (one bind per column, whatever the number of rows),
+/// built once before the transaction so a retried attempt reuses them.
+///
+/// Rows repeating a key seen earlier in the same chunk are left out here and counted as
+/// duplicates: the first occurrence wins, as when rows are inserted one by one.
+pub struct ChunkArrays<'a> {
+    in_chunk_duplicates: u64,
+    dedup_key: Vec<[u8; 16]>,
+    line: Vec<i64>,
+    hpan: Vec<[u8; 32]>,
+    fiscal_code: Vec<Option<&'a str>>,
+    award_period_id: Vec<Option<i64>>,
+    ineligible: Vec<Option<&'static str>>,
+    trx_at: Vec<OffsetDateTime>,
+    trx_offset: Vec<i32>,
+    reversal: Vec<bool>,
+    amount_cents: Vec<i64>,
+    circuit_type: Vec<i16>,
+    sender_code: Vec<&'a str>,
+    acquirer_id: Vec<&'a str>,
+    merchant_id: Vec<&'a str>,
+    terminal_id: Vec<&'a str>,
+    id_trx_acquirer: Vec<&'a str>,
+    id_trx_issuer: Vec<Option<&'a str>>,
+    correlation_id: Vec<Option<&'a str>>,
+    bin: Vec<&'a str>,
+    mcc: Vec<Option<&'a str>>,
+    pos_type: Vec<Option<i16>>,
+    par: Vec<Option<&'a str>>,
+    rejection_line: Vec<i64>,
+    rejection_field: Vec<&'a str>,
+    rejection_reason: Vec<&'a str>,
+}
+
+impl<'a> ChunkArrays<'a> {
+    pub fn new(chunk: &'a IngestChunk) -> sqlx::Result<Self> {
+        let n = chunk.rows.len();
+        let mut a = ChunkArrays {
+            in_chunk_duplicates: 0,
+            dedup_key: Vec::with_capacity(n),
+            line: Vec::with_capacity(n),
+            hpan: Vec::with_capacity(n),
+            fiscal_code: Vec::with_capacity(n),
+            award_period_id: Vec::with_capacity(n),
+            ineligible: Vec::with_capacity(n),
+            trx_at: Vec::with_capacity(n),
+            trx_offset: Vec::with_capacity(n),
+            reversal: Vec::with_capacity(n),
+            amount_cents: Vec::with_capacity(n),
+            circuit_type: Vec::with_capacity(n),
+            sender_code: Vec::with_capacity(n),
+            acquirer_id: Vec::with_capacity(n),
+            merchant_id: Vec::with_capacity(n),
+            terminal_id: Vec::with_capacity(n),
+            id_trx_acquirer: Vec::with_capacity(n),
+            id_trx_issuer: Vec::with_capacity(n),
+            correlation_id: Vec::with_capacity(n),
+            bin: Vec::with_capacity(n),
+            mcc: Vec::with_capacity(n),
+            pos_type: Vec::with_capacity(n),
+            par: Vec::with_capacity(n),
+            rejection_line: Vec::with_capacity(chunk.rejections.len()),
+            rejection_field: Vec::with_capacity(chunk.rejections.len()),
+            rejection_reason: Vec::with_capacity(chunk.rejections.len()),
+        };
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        for t in &chunk.rows {
+            if !seen.insert(t.dedup_key) {
+                a.in_chunk_duplicates += 1;
+                continue;
+            }
+            a.dedup_key.push(t.dedup_key);
+            a.line.push(db_u64(t.line)?);
+            a.hpan.push(t.hpan.to_bytes());
+            a.fiscal_code.push(t.fiscal_code.as_ref().map(FiscalCode::as_str));
+            a.award_period_id.push(t.award_period_id);
+            a.ineligible.push(t.ineligible.map(|r| r.code()));
+            a.trx_at.push(pg_time(t.at));
+            a.trx_offset.push(t.at.offset().whole_seconds());
+            a.reversal.push(t.reversal);
+            a.amount_cents.push(t.amount_cents);
+            a.circuit_type.push(i16::from(t.circuit_type));
+            a.sender_code.push(&t.sender_code);
+            a.acquirer_id.push(&t.acquirer_id);
+            a.merchant_id.push(&t.merchant_id);
+            a.terminal_id.push(&t.terminal_id);
+            a.id_trx_acquirer.push(&t.id_trx_acquirer);
+            a.id_trx_issuer.push(t.id_trx_issuer.as_deref());
+            a.correlation_id.push(t.correlation_id.as_deref());
+            a.bin.push(&t.bin);
+            a.mcc.push(t.mcc.as_deref());
+            a.pos_type.push(t.pos_type.map(i16::from));
+            a.par.push(t.par.as_deref());
+        }
+        for r in &chunk.rejections {
+            a.rejection_line.push(db_u64(r.line)?);
+            a.rejection_field.push(&r.field);
+            a.rejection_reason.push(&r.reason);
+        }
+        Ok(a)
+    }
+}
+
+/// Store one chunk: rows, rejections and the file's progress, in the caller's transaction.
+///
+/// Rows go in with one statement: the columns are bound as arrays and unnested; ids are drawn in
+/// chunk order (so "oldest first" breaks ties by ingestion order, as in SQLite), then rows are
+/// inserted in key order with `ON CONFLICT (dedup_key) DO NOTHING`, and only the inserted rows
+/// are counted, split by eligibility. Whatever was not inserted is a duplicate.
+pub async fn ingest_chunk(
+    c: &mut PgConnection,
+    file_id: i64,
+    chunk: &IngestChunk,
+    a: &ChunkArrays<'_>,
+) -> sqlx::Result<Step<ChunkOutcome>> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM acquirer_file WHERE id = $1 FOR UPDATE")
+        .bind(file_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    if found.is_none() {
+        return Err(unknown_file(file_id));
+    }
+    let mut out = ChunkOutcome { duplicates: a.in_chunk_duplicates, ..Default::default() };
+    if !a.dedup_key.is_empty() {
+        let (eligible, ineligible): (i64, i64) = sqlx::query_as(
+            "WITH src AS MATERIALIZED ( \
+                 SELECT nextval('acquirer_transaction_id_seq') AS id, u.* \
+                 FROM UNNEST($2::bytea[], $3::int8[], $4::bytea[], $5::text[], $6::int8[], $7::text[], \
+                             $8::timestamptz[], $9::int4[], $10::bool[], $11::int8[], $12::int2[], $13::text[], \
+                             $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+                             $20::text[], $21::text[], $22::int2[], $23::text[]) \
+                   AS u(dedup_key, line, hpan, fiscal_code, award_period_id, ineligible, trx_at, trx_offset, \
+                        reversal, amount_cents, circuit_type, sender_code, acquirer_id, merchant_id, terminal_id, \
+                        id_trx_acquirer, id_trx_issuer, correlation_id, bin, mcc, pos_type, par) \
+             ), ins AS ( \
+                 INSERT INTO acquirer_transaction (id, dedup_key, file_id, line, hpan, fiscal_code, award_period_id, \
+                     ineligible, trx_at, trx_offset, reversal, amount_cents, circuit_type, sender_code, acquirer_id, \
+                     merchant_id, terminal_id, id_trx_acquirer, id_trx_issuer, correlation_id, bin, mcc, pos_type, par) \
+                 SELECT id, dedup_key, $1, line, hpan, fiscal_code, award_period_id, ineligible, trx_at, trx_offset, \
+                     reversal, amount_cents, circuit_type, sender_code, acquirer_id, merchant_id, terminal_id, \
+                     id_trx_acquirer, id_trx_issuer, correlation_id, bin, mcc, pos_type, par \
+                 FROM src ORDER BY dedup_key \
+                 ON CONFLICT (dedup_key) DO NOTHING \
+                 RETURNING ineligible IS NULL AS eligible \
+             ) \
+             SELECT count(*) FILTER (WHERE eligible), count(*) FILTER (WHERE NOT eligible) FROM ins",
+        )
+        .bind(file_id)
+        .bind(&a.dedup_key)
+        .bind(&a.line)
+        .bind(&a.hpan)
+        .bind(&a.fiscal_code)
+        .bind(&a.award_period_id)
+        .bind(&a.ineligible)
+        .bind(&a.trx_at)
+        .bind(&a.trx_offset)
+        .bind(&a.reversal)
+        .bind(&a.amount_cents)
+        .bind(&a.circuit_type)
+        .bind(&a.sender_code)
+        .bind(&a.acquirer_id)
+        .bind(&a.merchant_id)
+        .bind(&a.terminal_id)
+        .bind(&a.id_trx_acquirer)
+        .bind(&a.id_trx_issuer)
+        .bind(&a.correlation_id)
+        .bind(&a.bin)
+        .bind(&a.mcc)
+        .bind(&a.pos_type)
+        .bind(&a.par)
+        .fetch_one(&mut *c)
+        .await?;
+        out.accepted = eligible as u64;
+        out.ineligible = ineligible as u64;
+        out.duplicates += a.dedup_key.len() as u64 - out.accepted - out.ineligible;
+    }
+    let rejected = if a.rejection_line.is_empty() {
+        0
+    } else {
+        // A line already reported (or repeated in this chunk) is not counted again.
+        sqlx::query(
+            "INSERT INTO file_rejection (file_id, line, field, reason) \
+             SELECT $1, u.line, u.field, u.reason FROM UNNEST($2::int8[], $3::text[], $4::text[]) \
+               WITH ORDINALITY AS u(line, field, reason, ord) ORDER BY u.ord \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(file_id)
+        .bind(&a.rejection_line)
+        .bind(&a.rejection_field)
+        .bind(&a.rejection_reason)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    };
+    sqlx::query(
+        "UPDATE acquirer_file SET last_line = greatest(last_line, $2), accepted = accepted + $3, \
+         ineligible = ineligible + $4, duplicates = duplicates + $5, rejected = rejected + $6, \
+         checksum = coalesce(checksum, $7) WHERE id = $1",
+    )
+    .bind(file_id)
+    .bind(db_u64(chunk.last_line)?)
+    .bind(db_u64(out.accepted)?)
+    .bind(db_u64(out.ineligible)?)
+    .bind(db_u64(out.duplicates)?)
+    .bind(db_u64(rejected)?)
+    .bind(&chunk.checksum)
+    .execute(&mut *c)
+    .await?;
+    Ok(Step::Done(out))
+}
+
+pub async fn finish_acquirer_file(
+    c: &mut PgConnection,
+    file_id: i64,
+    error: Option<&str>,
+    now: OffsetDateTime,
+) -> sqlx::Result<AcquirerFile> {
+    let status = if error.is_some() { FileStatus::Failed } else { FileStatus::Done };
+    let row = sqlx::query(concat!(
+        "UPDATE acquirer_file SET status = $2, error = $3, finished_at = $4 WHERE id = $1 RETURNING ",
+        file_cols!()
+    ))
+    .bind(file_id)
+    .bind(status.as_str())
+    .bind(error)
+    .bind(pg_time(now))
+    .fetch_optional(c)
+    .await?
+    .ok_or_else(|| unknown_file(file_id))?;
+    file_from_row(&row)
+}
+
+pub async fn file_rejections(c: &mut PgConnection, file_id: i64, limit: u32) -> sqlx::Result<Vec<Rejection>> {
+    sqlx::query("SELECT line, field, reason FROM file_rejection WHERE file_id = $1 ORDER BY line LIMIT $2")
+        .bind(file_id)
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await?
+        .iter()
+        .map(|r| Ok(Rejection { line: get_u64(r, 0)?, field: r.try_get(1)?, reason: r.try_get(2)? }))
+        .collect()
+}
+
+macro_rules! trx_cols {
+    () => {
+        "dedup_key, line, hpan, fiscal_code, award_period_id, ineligible, trx_at, trx_offset, reversal, \
+         amount_cents, circuit_type, sender_code, acquirer_id, merchant_id, terminal_id, id_trx_acquirer, \
+         id_trx_issuer, correlation_id, bin, mcc, pos_type, par"
+    };
+}
+
+fn get_u8(r: &PgRow, i: usize) -> sqlx::Result<u8> {
+    let v: i16 = r.try_get(i)?;
+    u8::try_from(v).map_err(|_| decode_err(format!("column {i}: {v} does not fit in u8")))
+}
+
+fn trx_from_row(r: &PgRow) -> sqlx::Result<StoredTransaction> {
+    let key: &[u8] = r.try_get(0)?;
+    let hpan: &[u8] = r.try_get(2)?;
+    let hpan: &[u8; 32] = hpan.try_into().map_err(|_| decode_err(format!("hpan of {} bytes", hpan.len())))?;
+    let cf: Option<&str> = r.try_get(3)?;
+    let reason: Option<&str> = r.try_get(5)?;
+    let offset_secs: i32 = r.try_get(7)?;
+    let offset = UtcOffset::from_whole_seconds(offset_secs).map_err(|e| decode_err(e.to_string()))?;
+    let pos_type: Option<i16> = r.try_get(20)?;
+    Ok(StoredTransaction {
+        dedup_key: key.try_into().map_err(|_| decode_err(format!("dedup key of {} bytes", key.len())))?,
+        line: get_u64(r, 1)?,
+        hpan: Hpan::from_bytes(hpan),
+        fiscal_code: cf.map(fiscal_code).transpose()?,
+        award_period_id: r.try_get(4)?,
+        ineligible: reason
+            .map(|s| Ineligible::parse(s).ok_or_else(|| decode_err(format!("bad ineligibility reason {s}"))))
+            .transpose()?,
+        at: r.try_get::<OffsetDateTime, _>(6)?.to_offset(offset),
+        reversal: r.try_get(8)?,
+        amount_cents: r.try_get(9)?,
+        circuit_type: get_u8(r, 10)?,
+        sender_code: r.try_get(11)?,
+        acquirer_id: r.try_get(12)?,
+        merchant_id: r.try_get(13)?,
+        terminal_id: r.try_get(14)?,
+        id_trx_acquirer: r.try_get(15)?,
+        id_trx_issuer: r.try_get(16)?,
+        correlation_id: r.try_get(17)?,
+        bin: r.try_get(18)?,
+        mcc: r.try_get(19)?,
+        pos_type: pos_type
+            .map(|v| u8::try_from(v).map_err(|_| decode_err(format!("pos_type {v} does not fit in u8"))))
+            .transpose()?,
+        par: r.try_get(21)?,
+    })
+}
+
+pub async fn citizen_transactions(c: &mut PgConnection, cf: &FiscalCode) -> sqlx::Result<Vec<StoredTransaction>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        trx_cols!(),
+        " FROM acquirer_transaction WHERE fiscal_code = $1 AND ineligible IS NULL ORDER BY trx_at, id"
+    ))
+    .bind(cf.as_str())
+    .fetch_all(c)
+    .await?
+    .iter()
+    .map(trx_from_row)
+    .collect()
+}
+
+pub async fn instrument_transactions(c: &mut PgConnection, hpan: &Hpan) -> sqlx::Result<Vec<StoredTransaction>> {
+    sqlx::query(concat!("SELECT ", trx_cols!(), " FROM acquirer_transaction WHERE hpan = $1 ORDER BY trx_at, id"))
+        .bind(hpan.to_bytes())
+        .fetch_all(c)
+        .await?
+        .iter()
+        .map(trx_from_row)
+        .collect()
+}
+
+/// Statement timeout of the snapshot queries: they stream every citizen and window, which takes
+/// longer than the connection's default allows for operations.
+const SNAPSHOT_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = '10min'";
+
+fn unix_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+/// Stream the rows of `query` into `each`, one at a time (nothing is collected first).
+async fn for_each_row(
+    c: &mut PgConnection,
+    query: &'static str,
+    mut each: impl FnMut(&PgRow) -> sqlx::Result<()>,
+) -> sqlx::Result<()> {
+    let mut rows = sqlx::query(query).fetch(c);
+    // `BoxStream` is `Pin<Box<dyn Stream>>`: its `poll_next` is callable on the trait object.
+    while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+        each(&row?)?;
+    }
+    Ok(())
+}
+
+/// Citizens and every activation window (closed ones and the open one of each active
+/// instrument, each with its owner), read from one REPEATABLE READ snapshot and streamed into
+/// the builder. Must be the first statements of the caller's transaction.
+pub async fn load_enrollment_index(c: &mut PgConnection) -> sqlx::Result<Step<EnrollmentIndex>> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *c).await?;
+    sqlx::query(SNAPSHOT_STATEMENT_TIMEOUT).execute(&mut *c).await?;
+    let mut b = EnrollmentIndexBuilder::new();
+    for_each_row(&mut *c, "SELECT fiscal_code, enabled, timestamp_tc FROM citizen", |r| {
+        let cf: &str = r.try_get(0)?;
+        let timestamp_tc: OffsetDateTime = r.try_get(2)?;
+        b.citizen(cf, EligibilityCitizen { enabled: r.try_get(1)?, terms_accepted_us: unix_micros(timestamp_tc) });
+        Ok(())
+    })
+    .await?;
+    for_each_row(
+        &mut *c,
+        "SELECT decode(hpan, 'hex'), fiscal_code, activated_at, deactivated_at FROM payment_instrument_history",
+        |r| {
+            let key: &[u8] = r.try_get(0)?;
+            let key: [u8; 32] = key.try_into().map_err(|_| decode_err(format!("hpan of {} bytes", key.len())))?;
+            let from: OffsetDateTime = r.try_get(2)?;
+            let to: Option<OffsetDateTime> = r.try_get(3)?;
+            b.window(key, r.try_get(1)?, unix_micros(from), to.map(unix_micros));
+            Ok(())
+        },
+    )
+    .await?;
+    if b.windows_without_owner() > 0 {
+        tracing::warn!(
+            count = b.windows_without_owner(),
+            "activation windows whose owner is not a citizen were ignored"
+        );
+    }
+    Ok(Step::Done(b.build()))
 }

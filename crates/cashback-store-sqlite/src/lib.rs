@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use cashback_domain::eligibility::EnrollmentIndex;
 use cashback_domain::enrollment::{Channel, OptInStatus};
 use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
 use cashback_store::*;
@@ -99,6 +100,7 @@ pub struct SqliteStore {
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "compact_instruments", include_str!("../migrations/0002_compact_instruments.sql")),
+    (3, "acquirer", include_str!("../migrations/0003_acquirer.sql")),
 ];
 
 fn sql_err(e: rusqlite::Error) -> StoreError {
@@ -585,5 +587,52 @@ impl Store for SqliteStore {
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
         let id = id.to_owned();
         self.write(move |c| ops::revoke_credential(c, &id, now)).await
+    }
+
+    async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {
+        self.write(move |c| ops::begin_acquirer_file(c, &file, now)).await
+    }
+
+    async fn ingest_chunk(&self, file_id: i64, chunk: IngestChunk) -> StoreResult<ChunkOutcome> {
+        self.write(move |c| ops::ingest_chunk(c, file_id, &chunk)).await
+    }
+
+    async fn finish_acquirer_file(
+        &self,
+        file_id: i64,
+        error: Option<String>,
+        now: OffsetDateTime,
+    ) -> StoreResult<AcquirerFile> {
+        self.write(move |c| ops::finish_acquirer_file(c, file_id, error.as_deref(), now)).await
+    }
+
+    async fn get_acquirer_file(&self, name: &str) -> StoreResult<Option<AcquirerFile>> {
+        self.read(|c| ops::get_acquirer_file(c, name))
+    }
+
+    async fn file_rejections(&self, file_id: i64, limit: u32) -> StoreResult<Vec<Rejection>> {
+        self.read(|c| ops::file_rejections(c, file_id, limit))
+    }
+
+    async fn load_enrollment_index(&self) -> StoreResult<EnrollmentIndex> {
+        // Millions of rows: read on a dedicated connection off the async runtime.
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c =
+                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .map_err(sql_err)?;
+            c.pragma_update(None, "mmap_size", 1_i64 << 30).map_err(sql_err)?;
+            ops::load_enrollment_index(&mut c).map_err(sql_err)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("snapshot task failed: {e}")))?
+    }
+
+    async fn citizen_transactions(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<StoredTransaction>> {
+        self.read(|c| ops::citizen_transactions(c, fiscal_code))
+    }
+
+    async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>> {
+        self.read(|c| ops::instrument_transactions(c, hpan))
     }
 }

@@ -1,6 +1,7 @@
 //! The SQL of each store operation, run on a rusqlite connection (inside the writer's batch
 //! transaction for writes). Decisions come from `cashback_domain::enrollment`.
 
+use cashback_domain::eligibility::{CitizenState, EnrollmentIndex, EnrollmentIndexBuilder, Ineligible};
 use cashback_domain::enrollment::{
     self, Channel, InstrumentDeleteDecision, InstrumentDeleteRefusal, InstrumentEnrollDecision,
     InstrumentEnrollRefusal, InstrumentState, InstrumentStatus, OptInStatus,
@@ -431,4 +432,240 @@ pub fn revoke_credential(c: &Connection, id: &str, now: OffsetDateTime) -> rusql
     Ok(c.prepare_cached("UPDATE credential SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
         .execute(params![id, micros(now)])?
         > 0)
+}
+
+// ---- acquirer files and transactions ----
+
+const FILE_COLS: &str = "id, name, abi, size, sha256, checksum, status, received_at, finished_at, last_line, \
+    accepted, ineligible, duplicates, rejected, error";
+
+fn file_from_row(r: &Row<'_>) -> rusqlite::Result<AcquirerFile> {
+    let status: String = r.get(6)?;
+    Ok(AcquirerFile {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        abi: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        sha256: r.get(4)?,
+        checksum: r.get(5)?,
+        status: FileStatus::parse(&status).ok_or_else(|| conv_err(format!("bad file status {status}")))?,
+        received_at: from_micros(r.get(7)?)?,
+        finished_at: r.get::<_, Option<i64>>(8)?.map(from_micros).transpose()?,
+        last_line: r.get::<_, i64>(9)? as u64,
+        counts: FileCounts {
+            accepted: r.get::<_, i64>(10)? as u64,
+            ineligible: r.get::<_, i64>(11)? as u64,
+            duplicates: r.get::<_, i64>(12)? as u64,
+            rejected: r.get::<_, i64>(13)? as u64,
+        },
+        error: r.get(14)?,
+    })
+}
+
+pub fn get_acquirer_file(c: &Connection, name: &str) -> rusqlite::Result<Option<AcquirerFile>> {
+    c.prepare_cached(&format!("SELECT {FILE_COLS} FROM acquirer_file WHERE name = ?1"))?
+        .query_row([name], file_from_row)
+        .optional()
+}
+
+fn get_acquirer_file_by_id(c: &Connection, id: i64) -> rusqlite::Result<AcquirerFile> {
+    c.prepare_cached(&format!("SELECT {FILE_COLS} FROM acquirer_file WHERE id = ?1"))?.query_row([id], file_from_row)
+}
+
+pub fn begin_acquirer_file(c: &Connection, f: &NewAcquirerFile, now: OffsetDateTime) -> rusqlite::Result<BeginFile> {
+    match get_acquirer_file(c, &f.name)? {
+        Some(existing) if existing.status == FileStatus::Done => Ok(BeginFile::AlreadyDone(existing)),
+        Some(existing) if existing.status == FileStatus::Processing => Ok(BeginFile::Resume(existing)),
+        Some(existing) => {
+            // Failed at file level: nothing of it was stored; start afresh.
+            c.prepare_cached(
+                "UPDATE acquirer_file SET abi = ?2, size = ?3, sha256 = ?4, checksum = NULL, status = 'PROCESSING', \
+                 received_at = ?5, finished_at = NULL, last_line = 0, accepted = 0, ineligible = 0, duplicates = 0, \
+                 rejected = 0, error = NULL WHERE id = ?1",
+            )?
+            .execute(params![existing.id, f.abi, f.size as i64, f.sha256, micros(now)])?;
+            c.prepare_cached("DELETE FROM file_rejection WHERE file_id = ?1")?.execute([existing.id])?;
+            Ok(BeginFile::Started(get_acquirer_file_by_id(c, existing.id)?))
+        }
+        None => {
+            c.prepare_cached(
+                "INSERT INTO acquirer_file (name, abi, size, sha256, status, received_at) VALUES (?1, ?2, ?3, ?4, 'PROCESSING', ?5)",
+            )?
+            .execute(params![f.name, f.abi, f.size as i64, f.sha256, micros(now)])?;
+            Ok(BeginFile::Started(get_acquirer_file_by_id(c, c.last_insert_rowid())?))
+        }
+    }
+}
+
+pub fn ingest_chunk(c: &Connection, file_id: i64, chunk: &IngestChunk) -> rusqlite::Result<ChunkOutcome> {
+    let mut out = ChunkOutcome::default();
+    let mut ins = c.prepare_cached(
+        "INSERT INTO acquirer_transaction (dedup_key, file_id, line, hpan, fiscal_code, award_period_id, ineligible, trx_at, \
+         trx_offset, reversal, amount_cents, circuit_type, sender_code, acquirer_id, merchant_id, terminal_id, \
+         id_trx_acquirer, id_trx_issuer, correlation_id, bin, mcc, pos_type, par) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+         ON CONFLICT (dedup_key) DO NOTHING",
+    )?;
+    for t in &chunk.rows {
+        let n = ins.execute(params![
+            &t.dedup_key[..],
+            file_id,
+            t.line as i64,
+            &t.hpan.to_bytes()[..],
+            t.fiscal_code.as_ref().map(FiscalCode::as_str),
+            t.award_period_id,
+            t.ineligible.map(|r| r.code()),
+            micros(t.at),
+            t.at.offset().whole_seconds(),
+            t.reversal,
+            t.amount_cents,
+            t.circuit_type,
+            t.sender_code,
+            t.acquirer_id,
+            t.merchant_id,
+            t.terminal_id,
+            t.id_trx_acquirer,
+            t.id_trx_issuer,
+            t.correlation_id,
+            t.bin,
+            t.mcc,
+            t.pos_type,
+            t.par,
+        ])?;
+        match (n, t.ineligible) {
+            (0, _) => out.duplicates += 1,
+            (_, None) => out.accepted += 1,
+            (_, Some(_)) => out.ineligible += 1,
+        }
+    }
+    let mut rej = c.prepare_cached(
+        "INSERT OR IGNORE INTO file_rejection (file_id, line, field, reason) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut rejected = 0i64;
+    for r in &chunk.rejections {
+        rejected += rej.execute(params![file_id, r.line as i64, r.field, r.reason])? as i64;
+    }
+    c.prepare_cached(
+        "UPDATE acquirer_file SET last_line = max(last_line, ?2), accepted = accepted + ?3, ineligible = ineligible + ?4, \
+         duplicates = duplicates + ?5, rejected = rejected + ?6, checksum = coalesce(checksum, ?7) WHERE id = ?1",
+    )?
+    .execute(params![
+        file_id,
+        chunk.last_line as i64,
+        out.accepted as i64,
+        out.ineligible as i64,
+        out.duplicates as i64,
+        rejected,
+        chunk.checksum
+    ])?;
+    Ok(out)
+}
+
+pub fn finish_acquirer_file(
+    c: &Connection,
+    file_id: i64,
+    error: Option<&str>,
+    now: OffsetDateTime,
+) -> rusqlite::Result<AcquirerFile> {
+    c.prepare_cached("UPDATE acquirer_file SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1")?.execute(
+        params![
+            file_id,
+            if error.is_some() { FileStatus::Failed } else { FileStatus::Done }.as_str(),
+            error,
+            micros(now)
+        ],
+    )?;
+    get_acquirer_file_by_id(c, file_id)
+}
+
+pub fn file_rejections(c: &Connection, file_id: i64, limit: u32) -> rusqlite::Result<Vec<Rejection>> {
+    c.prepare_cached("SELECT line, field, reason FROM file_rejection WHERE file_id = ?1 ORDER BY line LIMIT ?2")?
+        .query_map(params![file_id, limit], |r| {
+            Ok(Rejection { line: r.get::<_, i64>(0)? as u64, field: r.get(1)?, reason: r.get(2)? })
+        })?
+        .collect()
+}
+
+const TRX_COLS: &str = "dedup_key, line, hpan, fiscal_code, award_period_id, ineligible, trx_at, trx_offset, reversal, \
+    amount_cents, circuit_type, sender_code, acquirer_id, merchant_id, terminal_id, id_trx_acquirer, id_trx_issuer, \
+    correlation_id, bin, mcc, pos_type, par";
+
+fn trx_from_row(r: &Row<'_>) -> rusqlite::Result<StoredTransaction> {
+    let key: [u8; 16] = r.get_ref(0)?.as_blob()?.try_into().map_err(|_| conv_err("dedup key length".into()))?;
+    let cf: Option<String> = r.get(3)?;
+    let reason: Option<String> = r.get(5)?;
+    let offset = time::UtcOffset::from_whole_seconds(r.get(7)?).map_err(|e| conv_err(e.to_string()))?;
+    Ok(StoredTransaction {
+        dedup_key: key,
+        line: r.get::<_, i64>(1)? as u64,
+        hpan: hpan_from_blob(r.get_ref(2)?.as_blob()?)?,
+        fiscal_code: cf.map(|s| FiscalCode::parse(&s).map_err(|e| conv_err(e.to_string()))).transpose()?,
+        award_period_id: r.get(4)?,
+        ineligible: reason
+            .map(|s| Ineligible::parse(&s).ok_or_else(|| conv_err(format!("bad reason {s}"))))
+            .transpose()?,
+        at: from_micros(r.get(6)?)?.to_offset(offset),
+        reversal: r.get(8)?,
+        amount_cents: r.get(9)?,
+        circuit_type: r.get(10)?,
+        sender_code: r.get(11)?,
+        acquirer_id: r.get(12)?,
+        merchant_id: r.get(13)?,
+        terminal_id: r.get(14)?,
+        id_trx_acquirer: r.get(15)?,
+        id_trx_issuer: r.get(16)?,
+        correlation_id: r.get(17)?,
+        bin: r.get(18)?,
+        mcc: r.get(19)?,
+        pos_type: r.get(20)?,
+        par: r.get(21)?,
+    })
+}
+
+pub fn citizen_transactions(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<Vec<StoredTransaction>> {
+    c.prepare_cached(&format!(
+        "SELECT {TRX_COLS} FROM acquirer_transaction WHERE fiscal_code = ?1 AND ineligible IS NULL ORDER BY trx_at, id"
+    ))?
+    .query_map([cf.as_str()], trx_from_row)?
+    .collect()
+}
+
+pub fn instrument_transactions(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Vec<StoredTransaction>> {
+    c.prepare_cached(&format!("SELECT {TRX_COLS} FROM acquirer_transaction WHERE hpan = ?1 ORDER BY trx_at, id"))?
+        .query_map([&hpan.to_bytes()[..]], trx_from_row)?
+        .collect()
+}
+
+/// Citizens and every activation window (closed ones and the open one of each active
+/// instrument), read in one transaction so the snapshot is consistent.
+pub fn load_enrollment_index(c: &mut Connection) -> rusqlite::Result<EnrollmentIndex> {
+    let tx = c.transaction()?;
+    let mut b = EnrollmentIndexBuilder::new();
+    {
+        let mut st = tx.prepare("SELECT fiscal_code, enabled, timestamp_tc FROM citizen")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let cf: &str = r.get_ref(0)?.as_str()?;
+            b.citizen(cf, CitizenState { enabled: r.get(1)?, terms_accepted_us: r.get(2)? });
+        }
+    }
+    let mut add = |sql: &str| -> rusqlite::Result<()> {
+        let mut st = tx.prepare(sql)?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let key: [u8; 32] = r.get_ref(0)?.as_blob()?.try_into().map_err(|_| conv_err("hpan length".into()))?;
+            b.window(key, r.get_ref(1)?.as_str()?, r.get(2)?, r.get(3)?);
+        }
+        Ok(())
+    };
+    add("SELECT hpan, fiscal_code, activation_date, NULL FROM payment_instrument WHERE status = 'ACTIVE'")?;
+    add("SELECT hpan, fiscal_code, activated_at, deactivated_at FROM instrument_window")?;
+    tx.commit()?;
+    if b.windows_without_owner() > 0 {
+        tracing::warn!(
+            count = b.windows_without_owner(),
+            "activation windows whose owner is not a citizen were ignored"
+        );
+    }
+    Ok(b.build())
 }

@@ -7,9 +7,13 @@
 //! are settled by the database, not by the caller.
 
 use async_trait::async_trait;
+use cashback_domain::eligibility::EnrollmentIndex;
 use cashback_domain::enrollment::{Channel, InstrumentStatus, OptInStatus};
 use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
 use time::OffsetDateTime;
+
+pub mod acquirer;
+pub use acquirer::*;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -253,6 +257,32 @@ pub trait Store: Send + Sync + 'static {
     async fn list_credentials(&self) -> StoreResult<Vec<Credential>>;
     /// Returns false if no such active credential.
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
+
+    // ---- acquirer files and transactions ----
+    /// Register a file before ingesting it (idempotency by name). A file that failed at file
+    /// level (nothing of it was stored) starts again; one interrupted mid-way resumes after its
+    /// last committed line; one already done is returned as is.
+    async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile>;
+    /// Store one chunk of a file atomically: its rows (each deduplicated by `dedup_key` against
+    /// everything stored so far), its rejected lines, and the file's progress and counters.
+    async fn ingest_chunk(&self, file_id: i64, chunk: IngestChunk) -> StoreResult<ChunkOutcome>;
+    /// Mark a file done (`error == None`) or failed at file level.
+    async fn finish_acquirer_file(
+        &self,
+        file_id: i64,
+        error: Option<String>,
+        now: OffsetDateTime,
+    ) -> StoreResult<AcquirerFile>;
+    async fn get_acquirer_file(&self, name: &str) -> StoreResult<Option<AcquirerFile>>;
+    /// Rejected lines of a file, by line number, at most `limit`.
+    async fn file_rejections(&self, file_id: i64, limit: u32) -> StoreResult<Vec<Rejection>>;
+    /// A consistent snapshot of citizens and activation windows for eligibility.
+    async fn load_enrollment_index(&self) -> StoreResult<EnrollmentIndex>;
+    /// A citizen's eligible transactions, oldest first.
+    async fn citizen_transactions(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<StoredTransaction>>;
+    /// Every stored row (eligible or not) of an instrument, oldest first (support: "why didn't
+    /// my payment count?").
+    async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>>;
 }
 
 /// Truncate an instant to whole microseconds, the precision both backends store.

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use cashback_domain::eligibility::Ineligible;
 use cashback_domain::enrollment::{Channel, InstrumentStatus, OptInStatus};
 use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
 use time::OffsetDateTime;
@@ -346,6 +347,159 @@ pub async fn many_writers_all_durable(store: Arc<dyn Store>) {
     assert_eq!(counts, vec![ChannelCount { channel: "app-io-channel".into(), count: 400 }]);
 }
 
+// ---- acquirer pipeline ----
+
+/// A stored row for tests: `n` distinguishes the dedup key and the acquirer's transaction id.
+pub fn stored_trx(n: u64, hpan_n: u64, owner: Option<(&FiscalCode, i64)>, at: OffsetDateTime) -> StoredTransaction {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&n.to_be_bytes());
+    StoredTransaction {
+        dedup_key: key,
+        line: n,
+        hpan: hpan(hpan_n),
+        fiscal_code: owner.map(|o| o.0.clone()),
+        award_period_id: owner.map(|o| o.1),
+        ineligible: if owner.is_some() { None } else { Some(Ineligible::InstrumentNotEnrolled) },
+        at,
+        reversal: n % 5 == 4,
+        amount_cents: 1_000 + n as i64,
+        circuit_type: 1,
+        sender_code: "12345".into(),
+        acquirer_id: "ACQ1".into(),
+        merchant_id: format!("M{n}"),
+        terminal_id: "T1".into(),
+        id_trx_acquirer: format!("ID{n}"),
+        id_trx_issuer: if n.is_multiple_of(2) { Some(format!("ISS{n}")) } else { None },
+        correlation_id: if n.is_multiple_of(3) { Some(format!("C{n}")) } else { None },
+        bin: "40236010".into(),
+        mcc: Some("5411".into()),
+        pos_type: if n.is_multiple_of(2) { Some(0) } else { None },
+        par: None,
+    }
+}
+
+fn new_file(name: &str) -> NewAcquirerFile {
+    NewAcquirerFile { name: name.into(), abi: "12345".into(), size: 1234, sha256: "ab".repeat(32) }
+}
+
+fn started(b: BeginFile) -> AcquirerFile {
+    match b {
+        BeginFile::Started(f) => f,
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+pub async fn acquirer_file_lifecycle(store: Arc<dyn Store>) {
+    let a = fiscal_code(60);
+    let at = datetime!(2021-01-15 10:30:00.250 +01:00);
+    let f =
+        started(store.begin_acquirer_file(new_file("CSTAR.12345.TRNLOG.20210116.010000.001.csv"), t0()).await.unwrap());
+    assert_eq!((f.status, f.last_line, f.counts), (FileStatus::Processing, 0, FileCounts::default()));
+    let rows = vec![
+        stored_trx(1, 1, Some((&a, 1)), at),
+        stored_trx(2, 2, None, at),
+        stored_trx(3, 1, Some((&a, 1)), at + secs(60)),
+    ];
+    let chunk = IngestChunk {
+        rows: rows.clone(),
+        rejections: vec![Rejection { line: 4, field: "bin".into(), reason: "must be 6 or 8 digits".into() }],
+        last_line: 4,
+        checksum: Some("#sha256sum:".to_owned() + &"0".repeat(64)),
+    };
+    let out = store.ingest_chunk(f.id, chunk).await.unwrap();
+    assert_eq!(out, ChunkOutcome { accepted: 2, ineligible: 1, duplicates: 0 });
+    // Interrupted here: beginning again resumes after line 4 with the counters so far.
+    let BeginFile::Resume(r) =
+        store.begin_acquirer_file(new_file("CSTAR.12345.TRNLOG.20210116.010000.001.csv"), t0()).await.unwrap()
+    else {
+        panic!("expected Resume")
+    };
+    assert_eq!(r.id, f.id);
+    assert_eq!(r.last_line, 4);
+    assert_eq!(r.counts, FileCounts { accepted: 2, ineligible: 1, duplicates: 0, rejected: 1 });
+    assert!(r.checksum.as_deref().unwrap().starts_with("#sha256sum:"));
+    // A later chunk repeating rows: duplicates, counted once.
+    let chunk = IngestChunk {
+        rows: vec![rows[0].clone(), stored_trx(5, 1, Some((&a, 1)), at + secs(120))],
+        rejections: vec![],
+        last_line: 6,
+        checksum: None,
+    };
+    assert_eq!(
+        store.ingest_chunk(f.id, chunk).await.unwrap(),
+        ChunkOutcome { accepted: 1, ineligible: 0, duplicates: 1 }
+    );
+    let done = store.finish_acquirer_file(f.id, None, t0() + secs(5)).await.unwrap();
+    assert_eq!(done.status, FileStatus::Done);
+    assert_eq!(done.finished_at, Some(t0() + secs(5)));
+    assert_eq!(done.counts, FileCounts { accepted: 3, ineligible: 1, duplicates: 1, rejected: 1 });
+    assert_eq!(done.last_line, 6);
+    let BeginFile::AlreadyDone(again) =
+        store.begin_acquirer_file(new_file("CSTAR.12345.TRNLOG.20210116.010000.001.csv"), t0()).await.unwrap()
+    else {
+        panic!("expected AlreadyDone")
+    };
+    assert_eq!(again, done);
+    assert_eq!(store.get_acquirer_file(&done.name).await.unwrap(), Some(done.clone()));
+    assert_eq!(store.get_acquirer_file("CSTAR.99999.TRNLOG.20210116.010000.001.csv").await.unwrap(), None);
+    let rej = store.file_rejections(f.id, 10).await.unwrap();
+    assert_eq!(rej, vec![Rejection { line: 4, field: "bin".into(), reason: "must be 6 or 8 digits".into() }]);
+    // The citizen's eligible transactions, every field round-tripped, oldest first.
+    let mine = store.citizen_transactions(&a).await.unwrap();
+    assert_eq!(mine, vec![rows[0].clone(), rows[2].clone(), stored_trx(5, 1, Some((&a, 1)), at + secs(120))]);
+    assert_eq!(mine[0].at.offset(), at.offset(), "the acquirer's offset is kept");
+    // Support view of an instrument includes ineligible rows with their reason.
+    let card2 = store.instrument_transactions(&hpan(2)).await.unwrap();
+    assert_eq!(card2, vec![rows[1].clone()]);
+    assert_eq!(card2[0].ineligible, Some(Ineligible::InstrumentNotEnrolled));
+}
+
+pub async fn failed_file_can_be_sent_again(store: Arc<dyn Store>) {
+    let name = "CSTAR.12345.TRNLOG.20210117.010000.001.csv.pgp";
+    let f = started(store.begin_acquirer_file(new_file(name), t0()).await.unwrap());
+    let failed = store.finish_acquirer_file(f.id, Some("encrypted to another key".into()), t0()).await.unwrap();
+    assert_eq!(failed.status, FileStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("encrypted to another key"));
+    let again = started(
+        store.begin_acquirer_file(NewAcquirerFile { size: 99, ..new_file(name) }, t0() + secs(1)).await.unwrap(),
+    );
+    assert_eq!(again.status, FileStatus::Processing);
+    assert_eq!(again.size, 99);
+    assert_eq!(again.error, None);
+    assert_eq!(again.counts, FileCounts::default());
+}
+
+pub async fn enrollment_index_reflects_windows(store: Arc<dyn Store>) {
+    use cashback_domain::eligibility::{TransactionFacts, classify};
+    let a = fiscal_code(70);
+    let b = fiscal_code(71);
+    let gone = fiscal_code(72);
+    let t = datetime!(2021-01-10 10:00 UTC);
+    store.enroll_citizen(&a, None, &io(), t).await.unwrap();
+    store.enroll_citizen(&b, None, &io(), t).await.unwrap();
+    store.enroll_citizen(&gone, None, &io(), t).await.unwrap();
+    store.enroll_instrument(&hpan(1), &a, &io(), t + secs(3600)).await.unwrap();
+    store.delete_instrument(&hpan(1), Some(&a), t + secs(7200)).await.unwrap();
+    store.enroll_instrument(&hpan(1), &b, &io(), t + secs(10_800)).await.unwrap();
+    store.enroll_instrument(&hpan(2), &gone, &io(), t).await.unwrap();
+    store.withdraw_citizen(&gone, &io(), t + secs(86_400)).await.unwrap();
+    let idx = store.load_enrollment_index().await.unwrap();
+    assert_eq!(idx.citizens(), 3);
+    assert_eq!(idx.instruments_windows(), 3);
+    let periods = cashback_domain::period::default_programme();
+    let now = datetime!(2021-02-01 00:00 UTC);
+    let who = |h: u64, at: OffsetDateTime| {
+        let key = hpan(h).to_bytes();
+        classify(&TransactionFacts { hpan: &key, at, ecommerce: false }, &idx, &periods, now)
+            .map(|x| idx.fiscal_code(x.citizen).to_owned())
+    };
+    assert_eq!(who(1, t + secs(3600)), Ok(a.as_str().to_owned()));
+    assert_eq!(who(1, t + secs(9000)), Err(Ineligible::InstrumentNotActive));
+    assert_eq!(who(1, t + secs(20_000)), Ok(b.as_str().to_owned()));
+    assert_eq!(who(2, t + secs(60)), Err(Ineligible::CitizenNotEnabled));
+    assert_eq!(who(3, t), Err(Ineligible::InstrumentNotEnrolled));
+}
+
 /// Expands to one `#[tokio::test]` per contract story. `$make` is an async expression that
 /// returns a fresh `Arc<dyn Store>`.
 #[macro_export]
@@ -361,7 +515,10 @@ macro_rules! contract_tests {
             withdrawal_is_all_or_nothing,
             award_periods,
             credentials,
-            many_writers_all_durable
+            many_writers_all_durable,
+            acquirer_file_lifecycle,
+            failed_file_can_be_sent_again,
+            enrollment_index_reflects_windows
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -5,6 +5,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod config;
+mod ingest;
 mod serve;
 
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ enum Command {
     },
     /// Load generator for the enrollment benchmark (loopback only).
     Bench(bench::BenchArgs),
+    /// Ingest acquirer transaction files (CSTAR.<ABI>.TRNLOG.….csv) and print their reports.
+    Ingest(ingest::IngestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,5 +81,6 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate(db) => runtime.block_on(serve::migrate(db)),
         Command::Admin { db, command } => runtime.block_on(serve::admin(db, command)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Ingest(args) => runtime.block_on(ingest::run(args)),
     }
 }

@@ -22,14 +22,14 @@ pub const DEV_JWT_SECRET: &str = "cashback-dev-jwt-secret";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DATABASE: &str = "sqlite://cashback.db";
 
-fn init_tracing(json: bool) {
+pub(crate) fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
-async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config::parse_database_url(url)? {
         DatabaseUrl::Sqlite(path) => {
             let opts = cashback_store_sqlite::SqliteOptions {
@@ -53,7 +53,7 @@ async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Arc<dyn Store
     })
 }
 
-fn database_url(db: &DbArgs, cfg: &FileConfig) -> String {
+pub(crate) fn database_url(db: &DbArgs, cfg: &FileConfig) -> String {
     db.database.clone().or_else(|| cfg.database.clone()).unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
 }
 
