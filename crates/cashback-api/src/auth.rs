@@ -286,3 +286,13 @@ impl FromRequestParts<SharedState> for PaymentManager {
         credential_of_kind(parts, state, CredentialKind::PaymentManager).await.map(PaymentManager)
     }
 }
+
+/// An authenticated acquirer; `scope` is its ABI code.
+pub struct Acquirer(pub Credential);
+
+impl FromRequestParts<SharedState> for Acquirer {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        credential_of_kind(parts, state, CredentialKind::Acquirer).await.map(Acquirer)
+    }
+}

@@ -11,6 +11,7 @@ pub mod error;
 pub mod hb;
 pub mod iban_check;
 pub mod io;
+pub mod rtd;
 pub mod state;
 
 use std::time::{Duration, Instant};
@@ -35,17 +36,19 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "cashback", description = "Drop-in backend of the national cashback programme: IO citizen app, issuer (HB) and Payment Manager APIs."),
+    info(title = "cashback", description = "Drop-in backend of the national cashback programme: IO citizen app, issuer (HB), Payment Manager and acquirer (RTD) APIs."),
     paths(
         io::get_citizen_v1, io::get_citizen_v2, io::put_citizen_v1, io::put_citizen_v2, io::delete_citizen, io::patch_citizen,
         io::get_instrument, io::put_instrument, io::delete_instrument, io::count_instruments, io::award_periods_v1, io::award_periods_v2,
         hb::put_citizen_v1, hb::put_citizen_v2, hb::get_citizen_v1, hb::get_citizen_v2, hb::patch_citizen_v1, hb::patch_citizen_v2,
         hb::delete_citizen_v1, hb::delete_citizen_v2, hb::put_card, hb::get_card_v1, hb::get_card_v2, hb::delete_card_v1, hb::delete_card_v2,
-        hb::award_periods_v1, hb::award_periods_v2, hb::pm_delete_instrument, hb::dev_login, hb::dev_user, health
+        hb::award_periods_v1, hb::award_periods_v2, hb::pm_delete_instrument, hb::dev_login, hb::dev_user, health,
+        rtd::salt, rtd::hashed_pans, rtd::public_key, rtd::sas, rtd::upload, rtd::file_report_list, rtd::file_report
     ),
     modifiers(&SecuritySchemes),
     tags((name = "io", description = "Citizen app (Bearer token)"), (name = "hb", description = "Issuers (Ocp-Apim-Subscription-Key)"),
-        (name = "pm", description = "Payment Manager"), (name = "dev", description = "Development mode only"), (name = "ops"))
+        (name = "pm", description = "Payment Manager"),
+        (name = "rtd", description = "Acquirers (Ocp-Apim-Subscription-Key bound to an ABI code)"), (name = "dev", description = "Development mode only"), (name = "ops"))
 )]
 pub struct ApiDoc;
 
@@ -174,11 +177,30 @@ pub fn router(state: SharedState) -> Router {
             .timeout(limits.request_timeout)
             .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes_max)),
     );
+    // Acquirer files: large bodies and long runs, so their own body limit and timeout; the
+    // number of files ingested at once is bounded inside (503 + Retry-After beyond it).
+    let rtd = Router::new()
+        .route("/rtd/payment-instrument-manager/salt", get(rtd::salt))
+        .route("/rtd/payment-instrument-manager/hashed-pans", get(rtd::hashed_pans))
+        .route("/rtd/csv-transaction/publickey", get(rtd::public_key))
+        .route("/rtd/csv-transaction/{scope}/sas", post(rtd::sas))
+        .route("/pagopastorage/{container}/{file}", put(rtd::upload))
+        .route("/rtd/file-reporter/v2/file-report", get(rtd::file_report_list))
+        .route("/rtd/file-reporter/files/{name}", get(rtd::file_report))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(handle_layer_error))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.concurrency_max))
+                .timeout(state.rtd.config.upload_timeout)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        );
     // Operations endpoints sit outside load shedding: they must answer under overload.
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .route(OPENAPI_PATH, get(openapi_endpoint))
+        .merge(rtd)
         .merge(api)
         .layer(
             ServiceBuilder::new()

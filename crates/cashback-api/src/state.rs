@@ -69,6 +69,8 @@ pub struct AppState {
     /// Award periods, served from memory; refreshed by [`AppState::refresh_periods`].
     pub periods: RwLock<Arc<Vec<AwardPeriod>>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The acquirer API: OpenPGP key, spool, snapshots, hashed-PAN list.
+    pub rtd: crate::rtd::RtdState,
 }
 
 impl AppState {

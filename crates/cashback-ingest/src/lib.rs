@@ -29,6 +29,9 @@ use cashback_store::{
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+mod received;
+pub use received::{Decryption, ingest_path};
+
 /// Longest accepted line (bytes); a longer one is rejected and skipped.
 pub const MAX_LINE_BYTES: usize = 8 * 1024;
 

@@ -25,6 +25,7 @@ CREATE TABLE acquirer_file (
     rejected    bigint NOT NULL DEFAULT 0 CHECK (rejected >= 0),
     error       text
 );
+CREATE INDEX acquirer_file_by_abi ON acquirer_file (abi, received_at);
 
 -- Malformed lines of a file: line number, field, reason. Never the line's content.
 CREATE TABLE file_rejection (

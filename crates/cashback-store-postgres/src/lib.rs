@@ -422,6 +422,14 @@ impl Store for PgStore {
         ops::file_rejections(&mut *self.conn().await?, file_id, limit).await.map_err(store_err)
     }
 
+    async fn list_acquirer_files(&self, abi: &str, limit: u32) -> StoreResult<Vec<AcquirerFile>> {
+        ops::list_acquirer_files(&mut *self.conn().await?, abi, limit).await.map_err(store_err)
+    }
+
+    async fn active_hpans(&self, after: Option<&Hpan>, limit: u32) -> StoreResult<Vec<Hpan>> {
+        ops::active_hpans(&mut *self.conn().await?, after, limit).await.map_err(store_err)
+    }
+
     async fn load_enrollment_index(&self) -> StoreResult<EnrollmentIndex> {
         transaction!(self, "load_enrollment_index", |c| ops::load_enrollment_index(c))
     }
@@ -432,5 +440,10 @@ impl Store for PgStore {
 
     async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>> {
         ops::instrument_transactions(&mut *self.conn().await?, hpan).await.map_err(store_err)
+    }
+
+    async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome> {
+        batch.check_size().map_err(StoreError::Other)?;
+        transaction!(self, "import_enrollments", |c| ops::import_enrollments(c, &batch))
     }
 }

@@ -661,6 +661,34 @@ pub async fn get_acquirer_file(c: &mut PgConnection, name: &str) -> sqlx::Result
         .transpose()
 }
 
+pub async fn list_acquirer_files(c: &mut PgConnection, abi: &str, limit: u32) -> sqlx::Result<Vec<AcquirerFile>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        file_cols!(),
+        " FROM acquirer_file WHERE abi = $1 ORDER BY received_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(abi)
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await?
+    .iter()
+    .map(file_from_row)
+    .collect()
+}
+
+pub async fn active_hpans(c: &mut PgConnection, after: Option<&Hpan>, limit: u32) -> sqlx::Result<Vec<Hpan>> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT hpan FROM payment_instrument WHERE hpan > $1 AND status = 'ACTIVE' ORDER BY hpan LIMIT $2",
+    )
+    .bind(after.map(|h| h.as_str()).unwrap_or(""))
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await?
+    .iter()
+    .map(|h| Hpan::parse(h).map_err(|e| decode_err(format!("stored hpan: {e}"))))
+    .collect()
+}
+
 /// Register a file by name. Two nodes beginning the same new file race on the unique name: the
 /// loser's insert waits for the winner's commit, inserts nothing, and then reads (and locks) the
 /// winner's row, which is PROCESSING: it resumes, it does not start. A FAILED file is restarted
@@ -1093,4 +1121,70 @@ pub async fn load_enrollment_index(c: &mut PgConnection) -> sqlx::Result<Step<En
         );
     }
     Ok(Step::Done(b.build()))
+}
+
+/// Operator bulk import (see `Store::import_enrollments`), in the caller's transaction: citizens
+/// with one unnested `INSERT … ON CONFLICT DO NOTHING`, then instruments whose owner is an
+/// enabled citizen (locked `FOR SHARE`, as an enrollment does, so a concurrent withdrawal waits),
+/// inserted in hpan order with their open history window.
+pub async fn import_enrollments(c: &mut PgConnection, batch: &EnrollmentImport) -> sqlx::Result<Step<ImportOutcome>> {
+    // An operator task on up to MAX_IMPORT_BATCH rows: longer than the per-call default allows.
+    sqlx::query("SET LOCAL statement_timeout = '5min'").execute(&mut *c).await?;
+    let mut out = ImportOutcome::default();
+    if !batch.citizens.is_empty() {
+        let cf: Vec<&str> = batch.citizens.iter().map(|x| x.fiscal_code.as_str()).collect();
+        let tc: Vec<OffsetDateTime> = batch.citizens.iter().map(|x| pg_time(x.terms_accepted_at)).collect();
+        let ch: Vec<&str> = batch.citizens.iter().map(|x| x.channel.as_str()).collect();
+        let created: i64 = sqlx::query_scalar(
+            "WITH ins AS ( \
+                 INSERT INTO citizen (fiscal_code, enabled, timestamp_tc, opt_in_status, channel, created_at, updated_at) \
+                 SELECT u.cf, true, u.tc, 'NOREQ', u.ch, u.tc, u.tc \
+                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[]) AS u(cf, tc, ch) \
+                 ON CONFLICT (fiscal_code) DO NOTHING RETURNING 1 \
+             ) SELECT count(*) FROM ins",
+        )
+        .bind(&cf)
+        .bind(&tc)
+        .bind(&ch)
+        .fetch_one(&mut *c)
+        .await?;
+        out.citizens_created = created as u64;
+        out.citizens_existing = batch.citizens.len() as u64 - out.citizens_created;
+    }
+    if !batch.instruments.is_empty() {
+        let hpan: Vec<&str> = batch.instruments.iter().map(|x| x.hpan.as_str()).collect();
+        let cf: Vec<&str> = batch.instruments.iter().map(|x| x.fiscal_code.as_str()).collect();
+        let ch: Vec<&str> = batch.instruments.iter().map(|x| x.channel.as_str()).collect();
+        let at: Vec<OffsetDateTime> = batch.instruments.iter().map(|x| pg_time(x.activated_at)).collect();
+        let (owned, created): (i64, i64) = sqlx::query_as(
+            "WITH src AS ( \
+                 SELECT u.hpan, u.cf, u.ch, u.at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[]) \
+                   AS u(hpan, cf, ch, at) \
+             ), owners AS ( \
+                 SELECT c.fiscal_code FROM citizen c \
+                 WHERE c.fiscal_code IN (SELECT DISTINCT cf FROM src) AND c.enabled \
+                 ORDER BY c.fiscal_code FOR SHARE \
+             ), ok AS MATERIALIZED ( \
+                 SELECT s.* FROM src s JOIN owners o ON o.fiscal_code = s.cf \
+             ), ins AS ( \
+                 INSERT INTO payment_instrument (hpan, fiscal_code, channel, status, activation_date, deactivation_date, updated_at) \
+                 SELECT hpan, cf, ch, 'ACTIVE', at, NULL, at FROM ok ORDER BY hpan \
+                 ON CONFLICT (hpan) DO NOTHING \
+                 RETURNING hpan, fiscal_code, channel, activation_date \
+             ), hist AS ( \
+                 INSERT INTO payment_instrument_history (hpan, fiscal_code, channel, activated_at) \
+                 SELECT hpan, fiscal_code, channel, activation_date FROM ins RETURNING 1 \
+             ) SELECT (SELECT count(*) FROM ok), (SELECT count(*) FROM hist)",
+        )
+        .bind(&hpan)
+        .bind(&cf)
+        .bind(&ch)
+        .bind(&at)
+        .fetch_one(&mut *c)
+        .await?;
+        out.instruments_created = created as u64;
+        out.instruments_existing = (owned - created) as u64;
+        out.instruments_without_enabled_owner = batch.instruments.len() as u64 - owned as u64;
+    }
+    Ok(Step::Done(out))
 }

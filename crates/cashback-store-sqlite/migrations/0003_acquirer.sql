@@ -17,6 +17,7 @@ CREATE TABLE acquirer_file (
     rejected    INTEGER NOT NULL DEFAULT 0,
     error       TEXT
 ) STRICT;
+CREATE INDEX acquirer_file_by_abi ON acquirer_file (abi, received_at);
 
 -- Malformed lines of a file: line number, field, reason. Never the line's content.
 CREATE TABLE file_rejection (

@@ -614,6 +614,14 @@ impl Store for SqliteStore {
         self.read(|c| ops::file_rejections(c, file_id, limit))
     }
 
+    async fn list_acquirer_files(&self, abi: &str, limit: u32) -> StoreResult<Vec<AcquirerFile>> {
+        self.read(|c| ops::list_acquirer_files(c, abi, limit))
+    }
+
+    async fn active_hpans(&self, after: Option<&Hpan>, limit: u32) -> StoreResult<Vec<Hpan>> {
+        self.read(|c| ops::active_hpans(c, after, limit))
+    }
+
     async fn load_enrollment_index(&self) -> StoreResult<EnrollmentIndex> {
         // Millions of rows: read on a dedicated connection off the async runtime.
         let path = self.path.clone();
@@ -634,5 +642,10 @@ impl Store for SqliteStore {
 
     async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>> {
         self.read(|c| ops::instrument_transactions(c, hpan))
+    }
+
+    async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome> {
+        batch.check_size().map_err(StoreError::Other)?;
+        self.write(move |c| ops::import_enrollments(c, &batch)).await
     }
 }

@@ -468,6 +468,27 @@ pub fn get_acquirer_file(c: &Connection, name: &str) -> rusqlite::Result<Option<
         .optional()
 }
 
+pub fn list_acquirer_files(c: &Connection, abi: &str, limit: u32) -> rusqlite::Result<Vec<AcquirerFile>> {
+    c.prepare_cached(&format!(
+        "SELECT {FILE_COLS} FROM acquirer_file WHERE abi = ?1 ORDER BY received_at DESC, id DESC LIMIT ?2"
+    ))?
+    .query_map(params![abi, limit], file_from_row)?
+    .collect()
+}
+
+pub fn active_hpans(c: &Connection, after: Option<&Hpan>, limit: u32) -> rusqlite::Result<Vec<Hpan>> {
+    let after = after.map(|h| h.to_bytes().to_vec()).unwrap_or_default();
+    c.prepare_cached(
+        "SELECT hpan FROM payment_instrument WHERE hpan > ?1 AND status = 'ACTIVE' ORDER BY hpan LIMIT ?2",
+    )?
+    .query_map(params![after, limit], |r| {
+        let b = r.get_ref(0)?.as_blob()?;
+        let key: [u8; 32] = b.try_into().map_err(|_| conv_err("hpan length".into()))?;
+        Ok(Hpan::from_bytes(&key))
+    })?
+    .collect()
+}
+
 fn get_acquirer_file_by_id(c: &Connection, id: i64) -> rusqlite::Result<AcquirerFile> {
     c.prepare_cached(&format!("SELECT {FILE_COLS} FROM acquirer_file WHERE id = ?1"))?.query_row([id], file_from_row)
 }
@@ -668,4 +689,49 @@ pub fn load_enrollment_index(c: &mut Connection) -> rusqlite::Result<EnrollmentI
         );
     }
     Ok(b.build())
+}
+
+/// Operator bulk import (see `Store::import_enrollments`): citizens first, then instruments in
+/// hpan order, so a sorted import appends to the instrument b-tree instead of splitting pages
+/// at random.
+pub fn import_enrollments(c: &Connection, batch: &EnrollmentImport) -> rusqlite::Result<ImportOutcome> {
+    let mut out = ImportOutcome::default();
+    let mut cit = c.prepare_cached(
+        "INSERT INTO citizen (fiscal_code, enabled, timestamp_tc, opt_in_status, channel, created_at, updated_at) \
+         VALUES (?1, 1, ?2, 'NOREQ', ?3, ?2, ?2) ON CONFLICT (fiscal_code) DO NOTHING",
+    )?;
+    for ct in &batch.citizens {
+        if cit.execute(params![ct.fiscal_code.as_str(), micros(ct.terms_accepted_at), ct.channel.as_str()])? > 0 {
+            out.citizens_created += 1;
+        } else {
+            out.citizens_existing += 1;
+        }
+    }
+    let mut owner = c.prepare_cached("SELECT enabled FROM citizen WHERE fiscal_code = ?1")?;
+    let mut ins = c.prepare_cached(
+        "INSERT INTO payment_instrument (hpan, fiscal_code, channel, status, activation_date, deactivation_date, updated_at) \
+         VALUES (?1, ?2, ?3, 'ACTIVE', ?4, NULL, ?4) ON CONFLICT (hpan) DO NOTHING",
+    )?;
+    let mut keyed: Vec<([u8; 32], usize)> =
+        batch.instruments.iter().enumerate().map(|(i, x)| (x.hpan.to_bytes(), i)).collect();
+    keyed.sort_unstable();
+    let mut last_owner: Option<(usize, bool)> = None;
+    for (key, i) in keyed {
+        let x = &batch.instruments[i];
+        let enabled = match last_owner {
+            Some((j, e)) if batch.instruments[j].fiscal_code == x.fiscal_code => e,
+            _ => owner.query_row([x.fiscal_code.as_str()], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false),
+        };
+        last_owner = Some((i, enabled));
+        if !enabled {
+            out.instruments_without_enabled_owner += 1;
+            continue;
+        }
+        if ins.execute(params![&key[..], x.fiscal_code.as_str(), x.channel.as_str(), micros(x.activated_at)])? > 0 {
+            out.instruments_created += 1;
+        } else {
+            out.instruments_existing += 1;
+        }
+    }
+    Ok(out)
 }

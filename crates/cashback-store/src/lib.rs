@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 
 pub mod acquirer;
 pub use acquirer::*;
+pub mod import;
+pub use import::*;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -274,8 +276,13 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<AcquirerFile>;
     async fn get_acquirer_file(&self, name: &str) -> StoreResult<Option<AcquirerFile>>;
+    /// An acquirer's files (by ABI code), most recently received first, at most `limit`.
+    async fn list_acquirer_files(&self, abi: &str, limit: u32) -> StoreResult<Vec<AcquirerFile>>;
     /// Rejected lines of a file, by line number, at most `limit`.
     async fn file_rejections(&self, file_id: i64, limit: u32) -> StoreResult<Vec<Rejection>>;
+    /// Active instruments' hpans in ascending order, after `after` (exclusive), at most `limit`:
+    /// keyset pages for the acquirers' hashed-PAN list.
+    async fn active_hpans(&self, after: Option<&Hpan>, limit: u32) -> StoreResult<Vec<Hpan>>;
     /// A consistent snapshot of citizens and activation windows for eligibility.
     async fn load_enrollment_index(&self) -> StoreResult<EnrollmentIndex>;
     /// A citizen's eligible transactions, oldest first.
@@ -283,6 +290,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored row (eligible or not) of an instrument, oldest first (support: "why didn't
     /// my payment count?").
     async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>>;
+
+    // ---- operator bulk import ----
+    /// Create citizens and active instruments in bulk (migration from the original system), in
+    /// one transaction of at most [`MAX_IMPORT_BATCH`] items (more is an `Other` error naming the
+    /// limit). Citizens go in first, enabled. Existing citizens and hpans are left untouched and
+    /// counted; a card whose owner is not an enabled citizen is skipped and counted.
+    async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome>;
 }
 
 /// Truncate an instant to whole microseconds, the precision both backends store.

@@ -500,6 +500,131 @@ pub async fn enrollment_index_reflects_windows(store: Arc<dyn Store>) {
     assert_eq!(who(3, t), Err(Ineligible::InstrumentNotEnrolled));
 }
 
+pub async fn acquirer_views(store: Arc<dyn Store>) {
+    let a = fiscal_code(80);
+    let t = datetime!(2021-01-10 10:00 UTC);
+    store.enroll_citizen(&a, None, &io(), t).await.unwrap();
+    // hpans 0x..05 .. 0x..1c, one of them later deactivated: pages skip it and stay in order.
+    let mut want = Vec::new();
+    for n in (5..29).rev() {
+        store.enroll_instrument(&hpan(n), &a, &io(), t).await.unwrap();
+        want.push(hpan(n));
+    }
+    store.delete_instrument(&hpan(7), Some(&a), t + secs(1)).await.unwrap();
+    want.retain(|h| *h != hpan(7));
+    want.sort();
+    let mut got = Vec::new();
+    let mut after: Option<Hpan> = None;
+    loop {
+        let page = store.active_hpans(after.as_ref(), 5).await.unwrap();
+        assert!(page.len() <= 5);
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().cloned();
+        got.extend(page);
+    }
+    assert_eq!(got, want);
+    // Files listed per ABI, newest first; other acquirers' files are not listed.
+    for (i, abi) in ["12345", "54321", "12345"].into_iter().enumerate() {
+        let name = format!("CSTAR.{abi}.TRNLOG.20210116.01000{i}.001.csv");
+        let nf = NewAcquirerFile { abi: abi.into(), ..new_file(&name) };
+        started(store.begin_acquirer_file(nf, t + secs(i as i64)).await.unwrap());
+    }
+    let mine = store.list_acquirer_files("12345", 10).await.unwrap();
+    let names: Vec<_> = mine.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["CSTAR.12345.TRNLOG.20210116.010002.001.csv", "CSTAR.12345.TRNLOG.20210116.010000.001.csv"]);
+    assert_eq!(store.list_acquirer_files("12345", 1).await.unwrap().len(), 1);
+    assert!(store.list_acquirer_files("99999", 10).await.unwrap().is_empty());
+}
+
+pub async fn bulk_import_of_enrollments(store: Arc<dyn Store>) {
+    let a = fiscal_code(80);
+    let b = fiscal_code(81);
+    let withdrawn = fiscal_code(82);
+    let t = datetime!(2020-11-30 08:00:00.5 UTC);
+    // An existing citizen with a card, and a withdrawn one.
+    store.enroll_citizen(&a, None, &io(), t0()).await.unwrap();
+    store.enroll_instrument(&hpan(900), &a, &io(), t0()).await.unwrap();
+    store.enroll_citizen(&withdrawn, None, &io(), t0()).await.unwrap();
+    store.withdraw_citizen(&withdrawn, &io(), t0()).await.unwrap();
+    let citizen = |cf: &FiscalCode| ImportedCitizen { fiscal_code: cf.clone(), terms_accepted_at: t, channel: io() };
+    let card = |n: u64, cf: &FiscalCode| ImportedInstrument {
+        hpan: hpan(n),
+        fiscal_code: cf.clone(),
+        channel: bank("BANK1"),
+        activated_at: t + secs(n as i64),
+    };
+    let batch = EnrollmentImport {
+        citizens: vec![citizen(&a), citizen(&b)],
+        instruments: vec![
+            card(903, &b),
+            card(901, &b),
+            card(900, &b),               // already enrolled by a: untouched
+            card(902, &withdrawn),       // owner not enabled
+            card(904, &fiscal_code(83)), // owner unknown
+            card(905, &a),
+        ],
+    };
+    let out = store.import_enrollments(batch.clone()).await.unwrap();
+    assert_eq!(
+        out,
+        ImportOutcome {
+            citizens_created: 1,
+            citizens_existing: 1,
+            instruments_created: 3,
+            instruments_existing: 1,
+            instruments_without_enabled_owner: 2,
+        }
+    );
+    // Imported citizens are enabled with the given acceptance instant; existing ones unchanged.
+    let got_b = store.get_citizen(&b).await.unwrap().unwrap();
+    assert!(got_b.enabled);
+    assert_eq!(got_b.timestamp_tc, t);
+    assert_eq!(got_b.opt_in_status, OptInStatus::NoReq);
+    assert_eq!(store.get_citizen(&a).await.unwrap().unwrap().timestamp_tc, t0());
+    let i901 = store.get_instrument(&hpan(901)).await.unwrap().unwrap();
+    assert_eq!(
+        (i901.fiscal_code.clone(), i901.status, i901.activation_date),
+        (b.clone(), InstrumentStatus::Active, t + secs(901))
+    );
+    assert_eq!(i901.channel, "BANK1");
+    assert_eq!(store.get_instrument(&hpan(900)).await.unwrap().unwrap().fiscal_code, a);
+    assert_eq!(store.get_instrument(&hpan(902)).await.unwrap(), None);
+    assert_eq!(store.get_instrument(&hpan(904)).await.unwrap(), None);
+    // The open window is in the history, and in the eligibility snapshot.
+    let h = store.instrument_history(&hpan(903)).await.unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!((h[0].fiscal_code.clone(), h[0].from, h[0].to), (b.clone(), t + secs(903), None));
+    let idx = store.load_enrollment_index().await.unwrap();
+    assert_eq!(idx.instruments_windows(), 4);
+    assert_eq!(idx.citizens(), 3);
+    // An imported card behaves like an enrolled one: it can be deleted and re-enrolled.
+    assert!(matches!(
+        store.delete_instrument(&hpan(905), Some(&a), t0()).await.unwrap(),
+        DeleteInstrumentOutcome::Deactivated
+    ));
+    // Importing the same batch again changes nothing.
+    let again = store.import_enrollments(batch).await.unwrap();
+    assert_eq!(
+        again,
+        ImportOutcome {
+            citizens_created: 0,
+            citizens_existing: 2,
+            instruments_created: 0,
+            instruments_existing: 4,
+            instruments_without_enabled_owner: 2,
+        }
+    );
+    assert_eq!(store.get_instrument(&hpan(905)).await.unwrap().unwrap().status, InstrumentStatus::Inactive);
+    // A batch over the limit is refused with a message naming it.
+    let big = EnrollmentImport { citizens: vec![citizen(&b); MAX_IMPORT_BATCH + 1], instruments: vec![] };
+    match store.import_enrollments(big).await {
+        Err(StoreError::Other(msg)) => assert!(msg.contains("limit"), "{msg}"),
+        other => panic!("expected a size error, got {other:?}"),
+    }
+}
+
 /// Expands to one `#[tokio::test]` per contract story. `$make` is an async expression that
 /// returns a fresh `Arc<dyn Store>`.
 #[macro_export]
@@ -518,7 +643,8 @@ macro_rules! contract_tests {
             many_writers_all_durable,
             acquirer_file_lifecycle,
             failed_file_can_be_sent_again,
-            enrollment_index_reflects_windows
+            enrollment_index_reflects_windows,
+            acquirer_views
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -26,6 +26,101 @@ pub struct FileConfig {
     pub postgres: PostgresConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub acquirer: AcquirerConfig,
+}
+
+/// The acquirer API and file ingestion.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcquirerConfig {
+    /// ASCII-armoured OpenPGP secret key of the platform (`cashback admin pgp-keygen`). In
+    /// `--dev` without one, `cashback-dev-pgp.asc` is used, generated on first start.
+    pub pgp_secret_key_file: Option<PathBuf>,
+    /// Passphrase of that key, or `CASHBACK_PGP_PASSPHRASE`.
+    pub pgp_passphrase_file: Option<PathBuf>,
+    /// Uploads and decrypted copies are spooled here while ingested.
+    pub spool_dir: PathBuf,
+    pub upload_bytes_max: u64,
+    pub ingest_concurrency: usize,
+    pub upload_timeout_secs: u64,
+    pub snapshot_max_age_secs: u64,
+    pub hashed_pans_max_age_secs: u64,
+    pub chunk_rows: usize,
+}
+
+impl Default for AcquirerConfig {
+    fn default() -> Self {
+        let d = cashback_api::rtd::RtdConfig::default();
+        Self {
+            pgp_secret_key_file: None,
+            pgp_passphrase_file: None,
+            spool_dir: d.spool_dir,
+            upload_bytes_max: d.upload_bytes_max,
+            ingest_concurrency: d.ingest_concurrency,
+            upload_timeout_secs: d.upload_timeout.as_secs(),
+            snapshot_max_age_secs: d.snapshot_max_age.as_secs(),
+            hashed_pans_max_age_secs: d.hashed_pans_max_age.as_secs(),
+            chunk_rows: d.chunk_rows,
+        }
+    }
+}
+
+impl AcquirerConfig {
+    pub fn rtd(&self) -> cashback_api::rtd::RtdConfig {
+        cashback_api::rtd::RtdConfig {
+            spool_dir: self.spool_dir.clone(),
+            upload_bytes_max: self.upload_bytes_max,
+            ingest_concurrency: self.ingest_concurrency.max(1),
+            upload_timeout: std::time::Duration::from_secs(self.upload_timeout_secs),
+            snapshot_max_age: std::time::Duration::from_secs(self.snapshot_max_age_secs),
+            hashed_pans_max_age: std::time::Duration::from_secs(self.hashed_pans_max_age_secs),
+            chunk_rows: self.chunk_rows.max(1),
+            ..Default::default()
+        }
+    }
+}
+
+/// The dev-mode key file, generated on first use.
+pub const DEV_PGP_KEY_FILE: &str = "cashback-dev-pgp.asc";
+
+/// The platform's OpenPGP key: the configured file, or in dev mode the generated dev key.
+pub fn platform_key(cfg: &AcquirerConfig, dev: bool) -> anyhow::Result<Option<cashback_pgp::PlatformKey>> {
+    let passphrase = match std::env::var("CASHBACK_PGP_PASSPHRASE").ok() {
+        Some(p) => Some(p),
+        None => secret("acquirer.pgp_passphrase", None, cfg.pgp_passphrase_file.as_deref())?,
+    };
+    let path = match (&cfg.pgp_secret_key_file, dev) {
+        (Some(p), _) => p.clone(),
+        (None, true) => {
+            let p = PathBuf::from(DEV_PGP_KEY_FILE);
+            if !p.exists() {
+                let key = cashback_pgp::PlatformKey::generate("cashback dev <dev@cashback.invalid>")?;
+                write_private(&p, &key.to_armored())?;
+                tracing::warn!(path = %p.display(), "generated a development OpenPGP key");
+            }
+            p
+        }
+        (None, false) => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("acquirer.pgp_secret_key_file: reading {}", path.display()))?;
+    let key = cashback_pgp::PlatformKey::from_armored(&text, passphrase.as_deref())
+        .with_context(|| format!("acquirer.pgp_secret_key_file: {}", path.display()))?;
+    Ok(Some(key))
+}
+
+/// Write a secret file readable by its owner only.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,15 +1,16 @@
 //! `cashback ingest FILE…`: ingest acquirer transaction files from the command line, with a
 //! progress bar and the same report the acquirer API gives.
 //!
-//! Plain `.csv` files are read as they are; the whole pipeline is streaming. Several files share
-//! one enrollment snapshot. Exit status: 0 when every file was ingested (rows may still have been
+//! Plain `.csv` files are read as they are; `.csv.pgp` files are decrypted with the platform's
+//! key (acquirer.pgp_secret_key_file; the dev key with `--dev`) to a spool file first. The whole
+//! pipeline is streaming. Several files share one enrollment snapshot. Exit status: 0 when every file was ingested (rows may still have been
 //! rejected: see the report), 1 when a file was refused as a whole or could not be read.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cashback_ingest::{IngestContext, IngestError, IngestOptions, ingest_file};
+use cashback_ingest::{Decryption, IngestContext, IngestError, IngestOptions, ingest_path};
 use clap::Args;
 use time::OffsetDateTime;
 
@@ -32,18 +33,27 @@ pub struct IngestArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Use the development OpenPGP key (cashback-dev-pgp.asc) when none is configured.
+    #[arg(long, env = "CASHBACK_DEV")]
+    pub dev: bool,
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     init_tracing(false);
     let cfg = crate::config::load(args.db.config.as_deref())?;
+    let key = crate::config::platform_key(&cfg.acquirer, args.dev || cfg.dev.unwrap_or(false))?.map(Arc::new);
+    let decryption = Decryption::new(key, cfg.acquirer.spool_dir.clone());
     let store = open_store(&database_url(&args.db, &cfg), &cfg).await?;
-    let result = run_files(&store, &args).await;
+    let result = run_files(&store, &args, &decryption).await;
     store.close().await;
     result
 }
 
-async fn run_files(store: &Arc<dyn cashback_store::Store>, args: &IngestArgs) -> anyhow::Result<()> {
+async fn run_files(
+    store: &Arc<dyn cashback_store::Store>,
+    args: &IngestArgs,
+    decryption: &Decryption,
+) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     let started = std::time::Instant::now();
     let ctx = IngestContext::load(store.clone(), now).await.context("loading the enrollment snapshot")?;
@@ -59,10 +69,10 @@ async fn run_files(store: &Arc<dyn cashback_store::Store>, args: &IngestArgs) ->
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let received = cashback_ingest::hash_file(path).with_context(|| format!("reading {}", path.display()))?;
         let bar = progress_bar(path, args.quiet)?;
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let t = std::time::Instant::now();
         let pb = bar.clone();
-        let res = ingest_file(&ctx, &name, received, file, &opts, move |lines| pb.set_position(lines)).await;
+        let res =
+            ingest_path(&ctx, &name, path, received, decryption, &opts, move |lines| pb.set_position(lines)).await;
         bar.finish_and_clear();
         match res {
             Ok(done) => {

@@ -4,6 +4,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_ingest;
 mod config;
 mod ingest;
 mod serve;
@@ -71,6 +72,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Ingest acquirer transaction files (CSTAR.<ABI>.TRNLOG.….csv) and print their reports.
     Ingest(ingest::IngestArgs),
+    /// Data for the acquirer-ingest benchmark: seed enrollments, generate a synthetic file.
+    BenchIngest(bench_ingest::BenchIngestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,5 +85,6 @@ fn main() -> anyhow::Result<()> {
         Command::Admin { db, command } => runtime.block_on(serve::admin(db, command)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Ingest(args) => runtime.block_on(ingest::run(args)),
+        Command::BenchIngest(args) => runtime.block_on(bench_ingest::run(args)),
     }
 }

@@ -118,18 +118,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(HttpIbanChecker::new(u, Duration::from_millis(t))) as Arc<dyn IbanChecker>
     });
 
+    let pgp_key = config::platform_key(&cfg.acquirer, dev)?.map(Arc::new);
+    match &pgp_key {
+        Some(k) => tracing::info!(fingerprint = %k.fingerprint_hex(), "OpenPGP key loaded"),
+        None => tracing::warn!("no OpenPGP key configured (acquirer.pgp_secret_key_file): .pgp uploads are refused"),
+    }
     let metrics = install_metrics()?;
     let store = open_store(&url, &cfg).await?;
     let seeded = store.seed_award_periods(&cashback_domain::period::default_programme()).await?;
     if seeded > 0 {
         tracing::info!(seeded, "default award periods seeded");
     }
+    let salt_secret = Secret::new(salt);
     let state = Arc::new(AppState {
         store: store.clone(),
         identity,
         credentials: CredentialCache::new(Duration::from_secs(cfg.limits.credential_cache_ttl_secs)),
         iban_checker,
-        salt: Secret::new(salt),
+        salt: salt_secret.clone(),
         clock: system_clock(),
         dev,
         dev_jwt_secret: dev.then(|| Secret::new(DEV_JWT_SECRET)),
@@ -140,6 +146,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         periods: RwLock::new(Arc::new(Vec::new())),
         metrics: Some(metrics),
+        rtd: cashback_api::rtd::RtdState::new(cfg.acquirer.rtd(), pgp_key, &salt_secret),
     });
     state.refresh_periods().await?;
     {
@@ -199,6 +206,14 @@ pub enum AdminCommand {
     CredentialList,
     /// Revoke a credential by id.
     CredentialRevoke { id: String },
+    /// Generate the platform's OpenPGP key pair: the secret key goes to OUT (mode 0600; point
+    /// acquirer.pgp_secret_key_file at it), the public key is printed.
+    PgpKeygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value = "cashback platform")]
+        user_id: String,
+    },
     /// List award periods.
     PeriodList,
     /// Create or replace an award period.
@@ -239,6 +254,13 @@ fn parse_date(field: &str, s: &str) -> anyhow::Result<time::Date> {
 
 pub async fn admin(db: DbArgs, cmd: AdminCommand) -> anyhow::Result<()> {
     init_tracing(false);
+    if let AdminCommand::PgpKeygen { out, user_id } = &cmd {
+        let key = cashback_pgp::PlatformKey::generate(user_id)?;
+        config::write_private(out, &key.to_armored())?;
+        eprintln!("secret key written to {} (fingerprint {})", out.display(), key.fingerprint_hex());
+        print!("{}", key.public_key_armored());
+        return Ok(());
+    }
     let cfg = config::load(db.config.as_deref())?;
     let store = open_store(&database_url(&db, &cfg), &cfg).await?;
     let now = OffsetDateTime::now_utc();
@@ -287,6 +309,7 @@ async fn run_admin(store: &Arc<dyn Store>, cmd: AdminCommand, now: OffsetDateTim
             }
             println!("revoked {id}");
         }
+        AdminCommand::PgpKeygen { .. } => unreachable!("handled before opening the store"),
         AdminCommand::PeriodList => {
             let today = cashback_domain::calendar::rome_date(now);
             for p in store.list_award_periods().await? {

@@ -37,6 +37,7 @@ const CASHBACK_VARS: &[&str] = &[
     "CASHBACK_JWT_SECRET",
     "CASHBACK_INTROSPECTION_URL",
     "CASHBACK_IBAN_CHECK_URL",
+    "CASHBACK_PGP_PASSPHRASE",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -398,6 +399,8 @@ impl Server {
                 cmd.env_remove(v);
             }
             cmd.arg("serve").arg("--listen").arg(addr.to_string()).arg("--database").arg(&db.url);
+            // Files the server writes next to itself (spool, dev OpenPGP key) stay in the test dir.
+            cmd.current_dir(db.dir.path());
             if opts.dev {
                 cmd.arg("--dev");
             }
