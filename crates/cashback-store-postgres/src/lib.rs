@@ -13,6 +13,8 @@
 //!   [`StoreError::Unavailable`].
 
 mod ops;
+#[cfg(feature = "testkit")]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

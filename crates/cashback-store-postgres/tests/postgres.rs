@@ -15,7 +15,7 @@ use time::macros::{datetime, offset};
 
 #[test]
 fn database_is_replaced_in_url() {
-    use common::with_database;
+    use cashback_store_postgres::testing::with_database;
     assert_eq!(with_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
     assert_eq!(with_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");

@@ -17,6 +17,34 @@ use time::OffsetDateTime;
 use crate::DbArgs;
 use crate::serve::{database_url, init_tracing, open_store};
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_go_oldest_first() {
+        let files: Vec<PathBuf> = [
+            "in/CSTAR.12345.TRNLOG.20210117.090000.001.csv",
+            "CSTAR.12345.TRNLOG.20210116.100000.002.csv.pgp",
+            "notes.txt",
+            "CSTAR.54321.TRNLOG.20210116.100000.001.csv",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+        let got: Vec<_> = in_delivery_order(&files).into_iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                "notes.txt",
+                "CSTAR.54321.TRNLOG.20210116.100000.001.csv",
+                "CSTAR.12345.TRNLOG.20210116.100000.002.csv.pgp",
+                "in/CSTAR.12345.TRNLOG.20210117.090000.001.csv"
+            ]
+        );
+    }
+}
+
 #[derive(Args)]
 pub struct IngestArgs {
     /// Files named CSTAR.<ABI>.TRNLOG.<yyyymmdd>.<hhmmss>.<nnn>.csv
@@ -65,7 +93,7 @@ async fn run_files(
     );
     let opts = IngestOptions { chunk_rows: args.chunk_rows, ..Default::default() };
     let mut failures = 0;
-    for path in &args.files {
+    for path in in_delivery_order(&args.files) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let received = cashback_ingest::hash_file(path).with_context(|| format!("reading {}", path.display()))?;
         let bar = progress_bar(path, args.quiet)?;
@@ -107,6 +135,25 @@ async fn run_files(
         anyhow::bail!("{failures} file(s) refused");
     }
     Ok(())
+}
+
+/// Files oldest first (date, time, progressive and chunk of their names), as the acquirers'
+/// batch sends them; names that do not parse come first (they are refused at once).
+fn in_delivery_order(files: &[PathBuf]) -> Vec<&PathBuf> {
+    use cashback_domain::acquirer::FileName;
+    let mut v: Vec<_> = files
+        .iter()
+        .map(|p| {
+            let key = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| FileName::parse(n).ok())
+                .map(|f| (f.created, f.progressive, f.chunk));
+            (key, p)
+        })
+        .collect();
+    v.sort_by_key(|(key, _)| *key); // stable: equal keys keep the command line's order
+    v.into_iter().map(|(_, p)| p).collect()
 }
 
 fn progress_bar(path: &std::path::Path, quiet: bool) -> anyhow::Result<indicatif::ProgressBar> {

@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,59 +55,12 @@ pub struct TestDb {
     pub backend: Backend,
     pub url: String,
     pub dir: tempfile::TempDir,
-    /// PostgreSQL: (admin URL, database name).
-    pg: Option<(String, String)>,
-}
-
-/// `url` with its database replaced by `db` (query parameters kept).
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-fn pg_admin_url() -> String {
-    std::env::var(PG_URL_VAR).unwrap_or_else(|_| {
-        panic!(
-            "{PG_URL_VAR} is not set: the PostgreSQL end-to-end tests need a server whose user may CREATE DATABASE, \
-             e.g. {PG_URL_VAR}=postgres://postgres@127.0.0.1:5432/test cargo test -p cashback --test e2e"
-        )
-    })
+    /// PostgreSQL: the database, dropped by `cleanup`.
+    pg: Option<cashback_store_postgres::testing::TestDatabase>,
 }
 
 async fn pg_connect(url: &str) -> PgConnection {
     PgConnection::connect(url).await.unwrap_or_else(|e| panic!("connecting to {PG_URL_VAR}={url}: {e}"))
-}
-
-/// Drop test databases created more than an hour ago (name = prefix + creation time in hex
-/// seconds). Best effort, once per process.
-async fn pg_drop_stale(admin: &mut PgConnection, now_secs: u64) {
-    static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'cb\\_e2e\\_%'")
-        .fetch_all(&mut *admin)
-        .await
-        .unwrap_or_default();
-    for name in names {
-        let created = name[PG_PREFIX.len()..].split('_').next().and_then(|s| u64::from_str_radix(s, 16).ok());
-        if created.is_some_and(|t| t + 3600 < now_secs) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-                .execute(&mut *admin)
-                .await;
-        }
-    }
 }
 
 impl TestDb {
@@ -126,26 +79,9 @@ impl TestDb {
 
     /// A new empty PostgreSQL database; panics when `CASHBACK_TEST_PG_URL` is unset.
     pub async fn postgres() -> TestDb {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let admin_url = pg_admin_url();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
-        let name = format!(
-            "{PG_PREFIX}{:x}_{:x}_{:x}_{:x}",
-            now.as_secs(),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            now.subsec_nanos()
-        );
-        let mut admin = pg_connect(&admin_url).await;
-        pg_drop_stale(&mut admin, now.as_secs()).await;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        admin.close().await.ok();
-        let url = with_database(&admin_url, &name);
+        let db = cashback_store_postgres::testing::TestDatabase::create(PG_PREFIX).await;
         let dir = tempfile::tempdir().expect("temporary directory");
-        TestDb { backend: Backend::Postgres, url, dir, pg: Some((admin_url, name)) }
+        TestDb { backend: Backend::Postgres, url: db.url.clone(), dir, pg: Some(db) }
     }
 
     /// SQLite: the database file and its WAL/SHM companions (those that exist).
@@ -253,13 +189,8 @@ impl TestDb {
     /// PostgreSQL: drop the database (servers must be stopped). SQLite: nothing (the temporary
     /// directory goes with `self`).
     pub async fn cleanup(&self) {
-        if let Some((admin_url, name)) = &self.pg {
-            let mut admin = pg_connect(admin_url).await;
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-                .execute(&mut admin)
-                .await
-                .unwrap_or_else(|e| panic!("DROP DATABASE {name}: {e}"));
-            admin.close().await.ok();
+        if let Some(db) = &self.pg {
+            db.drop_now().await;
         }
     }
 }
