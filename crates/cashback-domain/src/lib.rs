@@ -13,6 +13,8 @@ pub mod iban;
 pub mod money;
 pub mod pan;
 pub mod period;
+pub mod ranking;
+pub mod scoring;
 
 pub use acquirer::{AcquirerRecord, FileName, OperationType, PosType, RecordLayout};
 pub use error::ValidationError;
