@@ -40,6 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 run() { timeout --signal=TERM --kill-after=30 "$STEP_TIMEOUT" "$@"; }
+export RUST_LOG="${RUST_LOG:-warn}"
 
 echo "# acquirer ingest: rows=$ROWS instruments=$INSTRUMENTS citizens=$CITIZENS cores=$(nproc) $(date -u +%FT%TZ)"
 
@@ -57,7 +58,7 @@ for B in $BACKENDS; do
       if [ ! -f "$DATA/seeded.db.json" ]; then
         rm -f "$DATA"/seeded.db*
         run "$BIN" bench-ingest seed --database "sqlite://$DATA/seeded.db" --citizens "$CITIZENS" \
-          --instruments "$INSTRUMENTS" --year "$YEAR" --enrollments-csv "$DATA/enrollments.csv" > "$DATA/seed.sqlite.tmp"
+          --instruments "$INSTRUMENTS" --year "$YEAR" --enrollments-csv "$DATA/enrollments.csv" | tail -1 > "$DATA/seed.sqlite.tmp"
         mv "$DATA/seed.sqlite.tmp" "$DATA/seeded.db.json"
       fi
       echo "seed sqlite: $(cat "$DATA/seeded.db.json")" ;;
@@ -65,7 +66,7 @@ for B in $BACKENDS; do
       if [ ! -f "$DATA/seeded.pg.json" ] || [ "$(psql "$PG_BASE" -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_TEMPLATE'")" != 1 ]; then
         psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS $PG_TEMPLATE" && psql "$PG_BASE" -qc "CREATE DATABASE $PG_TEMPLATE"
         run "$BIN" bench-ingest seed --database "${PG_BASE%/*}/$PG_TEMPLATE" --citizens "$CITIZENS" \
-          --instruments "$INSTRUMENTS" --year "$YEAR" --enrollments-csv "$DATA/enrollments.csv" > "$DATA/seed.pg.tmp"
+          --instruments "$INSTRUMENTS" --year "$YEAR" --enrollments-csv "$DATA/enrollments.csv" | tail -1 > "$DATA/seed.pg.tmp"
         psql "${PG_BASE%/*}/$PG_TEMPLATE" -qc "VACUUM ANALYZE"
         mv "$DATA/seed.pg.tmp" "$DATA/seeded.pg.json"
       fi
@@ -86,7 +87,7 @@ for B in $BACKENDS; do
   esac
   sync
   START=$(date +%s.%N)
-  run /usr/bin/time -v -o "$WORK/time.$B" "$BIN" ingest --quiet --show-rejections 3 --database "$DB" "$FILE" > "$WORK/ingest.$B.json"
+  run /usr/bin/time -v -o "$WORK/time.$B" "$BIN" ingest --quiet --show-rejections 3 --database "$DB" "$FILE" | tail -1 > "$WORK/ingest.$B.json"
   END=$(date +%s.%N)
   echo "ingest $B: $(cat "$WORK/ingest.$B.json")"
   RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.$B")

@@ -21,6 +21,7 @@
 //!   batch is lost as a whole, never half-applied.
 
 mod ops;
+mod pending;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -88,6 +89,8 @@ enum Msg {
 }
 
 pub struct SqliteStore {
+    /// Dedup keys of files being ingested; used on the writer thread only (see `pending`).
+    pending: Arc<Mutex<pending::PendingKeys>>,
     stop_checkpoints: Arc<AtomicBool>,
     queue: mpsc::Sender<Msg>,
     readers: Vec<Mutex<Connection>>,
@@ -101,7 +104,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "compact_instruments", include_str!("../migrations/0002_compact_instruments.sql")),
     (3, "acquirer", include_str!("../migrations/0003_acquirer.sql")),
+    (4, "transaction_indexes", include_str!("../migrations/0004_transaction_indexes.sql")),
 ];
+
+fn poisoned() -> rusqlite::Error {
+    rusqlite::Error::InvalidParameterName("the writer's pending-keys lock is poisoned".into())
+}
 
 fn sql_err(e: rusqlite::Error) -> StoreError {
     StoreError::Other(e.to_string())
@@ -192,12 +200,15 @@ impl SqliteStore {
         let batch_max = opts.batch_max.max(1);
         let wal_path = wal_path(&path);
         let sync = opts.synchronous_full;
+        let pending = Arc::new(Mutex::new(pending::PendingKeys::default()));
+        let writer_pending = pending.clone();
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx, batch_max, sync.then_some(wal_path)))
+            .spawn(move || writer_loop(writer, rx, batch_max, sync.then_some(wal_path), writer_pending))
             .map_err(|e| StoreError::Other(e.to_string()))?;
         metrics::gauge!("cashback_writer_queue_capacity").set(opts.queue_capacity as f64);
         Ok(Arc::new(Self {
+            pending,
             stop_checkpoints,
             queue: tx,
             readers,
@@ -265,6 +276,50 @@ impl SqliteStore {
             }
         }
         rx.await.map_err(|_| StoreError::Unavailable("writer stopped before answering".into()))?
+    }
+
+    /// Add a file's rows to the lookup tables (migration 0004) before it is marked DONE, one
+    /// table at a time: read and sorted on a read-only connection without a memory map (a 2 GB
+    /// scan would otherwise count in the process's resident memory), then written in key order,
+    /// `MERGE_BATCH` rows per transaction, so each b-tree page is written about once and no
+    /// transaction outgrows the writer's cache. Idempotent, so a crash in between redoes it.
+    async fn merge_file_lookups(&self, file_id: i64) -> StoreResult<()> {
+        const MERGE_BATCH: usize = 250_000;
+        for which in [ops::Lookup::Keys, ops::Lookup::ByCard, ops::Lookup::ByCitizen] {
+            let path = self.path.clone();
+            let lookup = tokio::task::spawn_blocking(move || {
+                let c = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql_err)?;
+                ops::read_file_lookup(&c, file_id, which).map_err(sql_err)
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("reading the file's rows failed: {e}")))??;
+            match lookup {
+                None => return Ok(()),
+                Some(ops::FileLookup::Keys(v)) => {
+                    for b in v.chunks(MERGE_BATCH) {
+                        let b = b.to_vec();
+                        self.write(move |c| ops::merge_keys(c, &b)).await?;
+                    }
+                }
+                Some(ops::FileLookup::ByCard(v)) => {
+                    for b in v.chunks(MERGE_BATCH) {
+                        let b = b.to_vec();
+                        self.write(move |c| ops::merge_by_card(c, &b)).await?;
+                    }
+                }
+                Some(ops::FileLookup::ByCitizen(v)) => {
+                    for b in v.chunks(MERGE_BATCH) {
+                        let b = b.to_vec();
+                        self.write(move |c| ops::merge_by_citizen(c, &b)).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stop taking writes, let the writer commit and answer everything queued, then join it.
@@ -378,7 +433,13 @@ fn syncer_loop(wal: PathBuf, rx: std::sync::mpsc::Receiver<Vec<Reply>>) {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usize, sync_wal: Option<PathBuf>) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    batch_max: usize,
+    sync_wal: Option<PathBuf>,
+    pending: Arc<Mutex<pending::PendingKeys>>,
+) {
     // Batches committed while the syncer is busy wait here (bounded: the writer blocks when it
     // is this far ahead of the disk).
     let (acks, syncer) = match sync_wal {
@@ -415,7 +476,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usi
         metrics::gauge!("cashback_writer_queue_depth").set(rx.len() as f64);
         metrics::histogram!("cashback_writer_batch_size").record(batch.len() as f64);
         let started = Instant::now();
-        run_batch(&mut conn, &mut batch, &acks);
+        run_batch(&mut conn, &mut batch, &acks, &pending);
         metrics::histogram!("cashback_writer_batch_seconds").record(started.elapsed().as_secs_f64());
     }
     // Drain anything still queued (the queue is closed to new writers by `closed`).
@@ -424,12 +485,12 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usi
         if let Msg::Job(j) = msg {
             batch.push(j);
             if batch.len() >= batch_max {
-                run_batch(&mut conn, &mut batch, &acks);
+                run_batch(&mut conn, &mut batch, &acks, &pending);
             }
         }
     }
     if !batch.is_empty() {
-        run_batch(&mut conn, &mut batch, &acks);
+        run_batch(&mut conn, &mut batch, &acks, &pending);
     }
     // Let the syncer make the last batches durable and answer them.
     drop(acks);
@@ -440,7 +501,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_max: usi
     tracing::info!("sqlite writer stopped");
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, acks: &Acks) {
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, acks: &Acks, pending: &Mutex<pending::PendingKeys>) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // Jobs are dropped unrun: their callers get `Unavailable` and may retry.
@@ -463,6 +524,9 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, acks: &Acks) {
     let outcome = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
     if outcome.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+        if let Ok(mut p) = pending.lock() {
+            p.invalidate();
+        }
         metrics::counter!("cashback_writer_commit_failures_total").increment(1);
     }
     acks.deliver(replies, outcome);
@@ -594,7 +658,12 @@ impl Store for SqliteStore {
     }
 
     async fn ingest_chunk(&self, file_id: i64, chunk: IngestChunk) -> StoreResult<ChunkOutcome> {
-        self.write(move |c| ops::ingest_chunk(c, file_id, &chunk)).await
+        let pending = self.pending.clone();
+        self.write(move |c| {
+            let mut p = pending.lock().map_err(|_| poisoned())?;
+            ops::ingest_chunk(c, &mut p, file_id, &chunk)
+        })
+        .await
     }
 
     async fn finish_acquirer_file(
@@ -603,7 +672,15 @@ impl Store for SqliteStore {
         error: Option<String>,
         now: OffsetDateTime,
     ) -> StoreResult<AcquirerFile> {
-        self.write(move |c| ops::finish_acquirer_file(c, file_id, error.as_deref(), now)).await
+        if error.is_none() {
+            self.merge_file_lookups(file_id).await?;
+        }
+        let pending = self.pending.clone();
+        self.write(move |c| {
+            let mut p = pending.lock().map_err(|_| poisoned())?;
+            ops::finish_acquirer_file(c, &mut p, file_id, error.as_deref(), now)
+        })
+        .await
     }
 
     async fn get_acquirer_file(&self, name: &str) -> StoreResult<Option<AcquirerFile>> {
@@ -629,7 +706,8 @@ impl Store for SqliteStore {
             let mut c =
                 Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                     .map_err(sql_err)?;
-            c.pragma_update(None, "mmap_size", 1_i64 << 30).map_err(sql_err)?;
+            // No memory map: the scan reads every instrument once, and mapped pages would count
+            // in the process's resident memory on top of the index being built.
             ops::load_enrollment_index(&mut c).map_err(sql_err)
         })
         .await

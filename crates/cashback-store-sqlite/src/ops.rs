@@ -9,6 +9,8 @@ use cashback_domain::enrollment::{
 use cashback_domain::{AwardPeriod, FiscalCode, Hpan, Money};
 use cashback_store::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::pending::{KeySet, PendingKeys};
 use time::{Date, OffsetDateTime};
 
 pub fn micros(t: OffsetDateTime) -> i64 {
@@ -518,17 +520,31 @@ pub fn begin_acquirer_file(c: &Connection, f: &NewAcquirerFile, now: OffsetDateT
     }
 }
 
-pub fn ingest_chunk(c: &Connection, file_id: i64, chunk: &IngestChunk) -> rusqlite::Result<ChunkOutcome> {
+/// Store a chunk: rows not seen before (in any file, see [`PendingKeys`]) are appended, the
+/// rejected lines recorded, the file's progress and counters updated. The chunk's new keys join
+/// the file's pending set only once everything succeeded (the writer rolls a failed job back).
+pub fn ingest_chunk(
+    c: &Connection,
+    pending: &mut PendingKeys,
+    file_id: i64,
+    chunk: &IngestChunk,
+) -> rusqlite::Result<ChunkOutcome> {
+    pending.ensure_loaded(c)?;
     let mut out = ChunkOutcome::default();
+    let mut seen = c.prepare_cached("SELECT 1 FROM acquirer_transaction_key WHERE dedup_key = ?1")?;
     let mut ins = c.prepare_cached(
         "INSERT INTO acquirer_transaction (dedup_key, file_id, line, hpan, fiscal_code, award_period_id, ineligible, trx_at, \
          trx_offset, reversal, amount_cents, circuit_type, sender_code, acquirer_id, merchant_id, terminal_id, \
          id_trx_acquirer, id_trx_issuer, correlation_id, bin, mcc, pos_type, par) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
-         ON CONFLICT (dedup_key) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     )?;
+    let mut fresh = KeySet::with_capacity_and_hasher(chunk.rows.len(), Default::default());
     for t in &chunk.rows {
-        let n = ins.execute(params![
+        if fresh.contains(&t.dedup_key) || pending.contains(&t.dedup_key) || seen.exists([&t.dedup_key[..]])? {
+            out.duplicates += 1;
+            continue;
+        }
+        ins.execute(params![
             &t.dedup_key[..],
             file_id,
             t.line as i64,
@@ -553,10 +569,10 @@ pub fn ingest_chunk(c: &Connection, file_id: i64, chunk: &IngestChunk) -> rusqli
             t.pos_type,
             t.par,
         ])?;
-        match (n, t.ineligible) {
-            (0, _) => out.duplicates += 1,
-            (_, None) => out.accepted += 1,
-            (_, Some(_)) => out.ineligible += 1,
+        fresh.insert(t.dedup_key);
+        match t.ineligible {
+            None => out.accepted += 1,
+            Some(_) => out.ineligible += 1,
         }
     }
     let mut rej = c.prepare_cached(
@@ -579,15 +595,130 @@ pub fn ingest_chunk(c: &Connection, file_id: i64, chunk: &IngestChunk) -> rusqli
         rejected,
         chunk.checksum
     ])?;
+    pending.file(file_id).extend(fresh);
     Ok(out)
 }
 
+/// Which lookup table a scan of a file's rows feeds (see migration 0004).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Keys,
+    ByCard,
+    ByCitizen,
+}
+
+/// A PROCESSING file's rows for one lookup table, sorted in that table's key order.
+#[derive(Debug)]
+pub enum FileLookup {
+    Keys(Vec<[u8; 16]>),
+    ByCard(Vec<([u8; 32], i64)>),
+    /// Fiscal code (16 ASCII bytes), award period, row id of each eligible row.
+    ByCitizen(Vec<([u8; 16], i64, i64)>),
+}
+
+/// Read a PROCESSING file's rows for one lookup table (on a read-only connection, off the
+/// writer) and sort them; one table at a time keeps the memory to one sorted vector. `None` when
+/// the file is not PROCESSING (nothing to merge).
+pub fn read_file_lookup(c: &Connection, file_id: i64, which: Lookup) -> rusqlite::Result<Option<FileLookup>> {
+    if get_acquirer_file_by_id(c, file_id)?.status != FileStatus::Processing {
+        return Ok(None);
+    }
+    let blob = |i: usize| rusqlite::Error::InvalidColumnType(i, "blob length".into(), rusqlite::types::Type::Blob);
+    Ok(Some(match which {
+        Lookup::Keys => {
+            let mut st = c.prepare("SELECT dedup_key FROM acquirer_transaction WHERE file_id = ?1")?;
+            let mut rows = st.query([file_id])?;
+            let mut v: Vec<[u8; 16]> = Vec::new();
+            while let Some(r) = rows.next()? {
+                v.push(r.get_ref(0)?.as_blob()?.try_into().map_err(|_| blob(0))?);
+            }
+            v.sort_unstable();
+            FileLookup::Keys(v)
+        }
+        Lookup::ByCard => {
+            let mut st = c.prepare("SELECT hpan, id FROM acquirer_transaction WHERE file_id = ?1")?;
+            let mut rows = st.query([file_id])?;
+            let mut v: Vec<([u8; 32], i64)> = Vec::new();
+            while let Some(r) = rows.next()? {
+                v.push((r.get_ref(0)?.as_blob()?.try_into().map_err(|_| blob(0))?, r.get(1)?));
+            }
+            v.sort_unstable();
+            FileLookup::ByCard(v)
+        }
+        Lookup::ByCitizen => {
+            let mut st = c.prepare(
+                "SELECT fiscal_code, award_period_id, id FROM acquirer_transaction \
+                 WHERE file_id = ?1 AND ineligible IS NULL",
+            )?;
+            let mut rows = st.query([file_id])?;
+            let mut v: Vec<([u8; 16], i64, i64)> = Vec::new();
+            while let Some(r) = rows.next()? {
+                v.push((r.get_ref(0)?.as_str()?.as_bytes().try_into().map_err(|_| blob(0))?, r.get(1)?, r.get(2)?));
+            }
+            v.sort_unstable();
+            FileLookup::ByCitizen(v)
+        }
+    }))
+}
+
+/// Add a slice of sorted keys to `acquirer_transaction_key` (insert-or-ignore: idempotent).
+pub fn merge_keys(c: &Connection, keys: &[[u8; 16]]) -> rusqlite::Result<()> {
+    let mut st = c.prepare_cached("INSERT OR IGNORE INTO acquirer_transaction_key (dedup_key) VALUES (?1)")?;
+    for k in keys {
+        st.execute([&k[..]])?;
+    }
+    Ok(())
+}
+
+/// Add a slice of sorted (hpan, id) pairs to `acquirer_transaction_hpan`.
+pub fn merge_by_card(c: &Connection, rows: &[([u8; 32], i64)]) -> rusqlite::Result<()> {
+    let mut st = c.prepare_cached("INSERT OR IGNORE INTO acquirer_transaction_hpan (hpan, id) VALUES (?1, ?2)")?;
+    for (h, id) in rows {
+        st.execute(params![&h[..], id])?;
+    }
+    Ok(())
+}
+
+/// Add a slice of sorted (fiscal code, period, id) triples to `acquirer_transaction_citizen`.
+pub fn merge_by_citizen(c: &Connection, rows: &[([u8; 16], i64, i64)]) -> rusqlite::Result<()> {
+    let mut st = c.prepare_cached(
+        "INSERT OR IGNORE INTO acquirer_transaction_citizen (fiscal_code, award_period_id, id) VALUES (?1, ?2, ?3)",
+    )?;
+    for (cf, period, id) in rows {
+        let cf = std::str::from_utf8(cf).map_err(|e| conv_err(e.to_string()))?;
+        st.execute(params![cf, period, id])?;
+    }
+    Ok(())
+}
+
+/// Finish a file after its merge steps. Done: marked so (its rows become visible by citizen and
+/// card). Refused: its rows, if any, are removed, so the file can be sent again. Either way its
+/// pending keys are dropped. A file not PROCESSING is left as is.
 pub fn finish_acquirer_file(
     c: &Connection,
+    pending: &mut PendingKeys,
     file_id: i64,
     error: Option<&str>,
     now: OffsetDateTime,
 ) -> rusqlite::Result<AcquirerFile> {
+    let current = get_acquirer_file_by_id(c, file_id)?;
+    if current.status != FileStatus::Processing {
+        return Ok(current);
+    }
+    if error.is_some() {
+        // Also whatever an interrupted earlier finish had merged already.
+        for sql in [
+            "DELETE FROM acquirer_transaction_key WHERE dedup_key IN \
+             (SELECT dedup_key FROM acquirer_transaction WHERE file_id = ?1)",
+            "DELETE FROM acquirer_transaction_hpan WHERE (hpan, id) IN \
+             (SELECT hpan, id FROM acquirer_transaction WHERE file_id = ?1)",
+            "DELETE FROM acquirer_transaction_citizen WHERE (fiscal_code, award_period_id, id) IN \
+             (SELECT fiscal_code, award_period_id, id FROM acquirer_transaction WHERE file_id = ?1 AND ineligible IS NULL)",
+            "DELETE FROM acquirer_transaction WHERE file_id = ?1",
+        ] {
+            c.prepare_cached(sql)?.execute([file_id])?;
+        }
+    }
     c.prepare_cached("UPDATE acquirer_file SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1")?.execute(
         params![
             file_id,
@@ -596,6 +727,7 @@ pub fn finish_acquirer_file(
             micros(now)
         ],
     )?;
+    pending.take(file_id);
     get_acquirer_file_by_id(c, file_id)
 }
 
@@ -607,9 +739,9 @@ pub fn file_rejections(c: &Connection, file_id: i64, limit: u32) -> rusqlite::Re
         .collect()
 }
 
-const TRX_COLS: &str = "dedup_key, line, hpan, fiscal_code, award_period_id, ineligible, trx_at, trx_offset, reversal, \
-    amount_cents, circuit_type, sender_code, acquirer_id, merchant_id, terminal_id, id_trx_acquirer, id_trx_issuer, \
-    correlation_id, bin, mcc, pos_type, par";
+const TRX_COLS: &str = "t.dedup_key, t.line, t.hpan, t.fiscal_code, t.award_period_id, t.ineligible, t.trx_at, \
+    t.trx_offset, t.reversal, t.amount_cents, t.circuit_type, t.sender_code, t.acquirer_id, t.merchant_id, t.terminal_id, \
+    t.id_trx_acquirer, t.id_trx_issuer, t.correlation_id, t.bin, t.mcc, t.pos_type, t.par";
 
 fn trx_from_row(r: &Row<'_>) -> rusqlite::Result<StoredTransaction> {
     let key: [u8; 16] = r.get_ref(0)?.as_blob()?.try_into().map_err(|_| conv_err("dedup key length".into()))?;
@@ -645,16 +777,22 @@ fn trx_from_row(r: &Row<'_>) -> rusqlite::Result<StoredTransaction> {
 
 pub fn citizen_transactions(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<Vec<StoredTransaction>> {
     c.prepare_cached(&format!(
-        "SELECT {TRX_COLS} FROM acquirer_transaction WHERE fiscal_code = ?1 AND ineligible IS NULL ORDER BY trx_at, id"
+        "SELECT {TRX_COLS} FROM acquirer_transaction_citizen c JOIN acquirer_transaction t ON t.id = c.id \
+         JOIN acquirer_file f ON f.id = t.file_id AND f.status = 'DONE' \
+         WHERE c.fiscal_code = ?1 ORDER BY t.trx_at, t.id"
     ))?
     .query_map([cf.as_str()], trx_from_row)?
     .collect()
 }
 
 pub fn instrument_transactions(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Vec<StoredTransaction>> {
-    c.prepare_cached(&format!("SELECT {TRX_COLS} FROM acquirer_transaction WHERE hpan = ?1 ORDER BY trx_at, id"))?
-        .query_map([&hpan.to_bytes()[..]], trx_from_row)?
-        .collect()
+    c.prepare_cached(&format!(
+        "SELECT {TRX_COLS} FROM acquirer_transaction_hpan h JOIN acquirer_transaction t ON t.id = h.id \
+         JOIN acquirer_file f ON f.id = t.file_id AND f.status = 'DONE' \
+         WHERE h.hpan = ?1 ORDER BY t.trx_at, t.id"
+    ))?
+    .query_map([&hpan.to_bytes()[..]], trx_from_row)?
+    .collect()
 }
 
 /// Citizens and every activation window (closed ones and the open one of each active

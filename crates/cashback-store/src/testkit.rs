@@ -644,7 +644,8 @@ macro_rules! contract_tests {
             acquirer_file_lifecycle,
             failed_file_can_be_sent_again,
             enrollment_index_reflects_windows,
-            acquirer_views
+            acquirer_views,
+            bulk_import_of_enrollments
         );
     };
     (@each $make:expr; $($name:ident),*) => {
