@@ -15,6 +15,8 @@ pub mod pan;
 pub mod period;
 pub mod ranking;
 pub mod scoring;
+#[cfg(test)]
+mod test_rng;
 
 pub use acquirer::{AcquirerRecord, FileName, OperationType, PosType, RecordLayout};
 pub use error::ValidationError;

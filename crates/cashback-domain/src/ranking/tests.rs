@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::period::default_programme;
+use crate::test_rng::Rng;
 
 fn s(count: u32, last_us: Option<i64>) -> Standing {
     Standing { count, last_us }
@@ -76,27 +77,11 @@ fn key_encoding_round_trips_and_orders() {
     assert_eq!(keys.iter().map(|x| x.0).collect::<Vec<_>>(), naive_order(&cases));
 }
 
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Few distinct values, so ties on count and on instant are frequent.
-    fn standing(&mut self) -> Standing {
-        let count = self.below(12) as u32;
-        let last_us = if count == 0 || self.below(10) == 0 { None } else { Some(self.below(8) as i64 - 3) };
-        Standing { count, last_us }
-    }
+/// Few distinct values, so ties on count and on instant are frequent.
+fn standing(rng: &mut Rng) -> Standing {
+    let count = rng.below(12) as u32;
+    let last_us = if count == 0 || rng.below(10) == 0 { None } else { Some(rng.below(8) as i64 - 3) };
+    Standing { count, last_us }
 }
 
 fn assert_matches_naive(r: &Ranking, truth: &std::collections::BTreeMap<CitizenId, Standing>) {
@@ -127,7 +112,7 @@ fn random_updates_agree_with_the_naive_sort() {
         let mut truth = std::collections::BTreeMap::new();
         for c in 0..citizens {
             if rng.below(3) > 0 {
-                truth.insert(c, rng.standing());
+                truth.insert(c, standing(&mut rng));
             }
         }
         let mut r = Ranking::build_with_max_chunk(truth.iter().map(|(&c, &s)| (c, s)), max_chunk);
@@ -137,7 +122,7 @@ fn random_updates_agree_with_the_naive_sort() {
             if rng.below(8) == 0 {
                 assert_eq!(r.remove(c), truth.remove(&c), "case {case} step {step}");
             } else {
-                let st = rng.standing();
+                let st = standing(&mut rng);
                 assert_eq!(r.update(c, st), truth.insert(c, st), "case {case} step {step}");
             }
             if step % 97 == 0 {
@@ -152,7 +137,7 @@ fn random_updates_agree_with_the_naive_sort() {
         assert!(r.is_empty());
         assert_matches_naive(&r, &truth);
         for c in (0..50).rev() {
-            let st = rng.standing();
+            let st = standing(&mut rng);
             r.update(c, st);
             truth.insert(c, st);
         }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::period::default_programme;
+use crate::test_rng::Rng;
 use time::macros::datetime;
 
 fn semester() -> AwardPeriod {
@@ -343,32 +344,6 @@ fn zero_payment_does_not_count() {
 }
 
 // ---------------------------------------------------------------- property tests
-
-/// xorshift64*: a tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i as u64 + 1) as usize);
-        }
-    }
-}
 
 /// A random citizen: payments of varied amounts on 2 cards, 3 merchants, over a few days, with
 /// total, partial, duplicate-looking and orphan reversals. Every row is received within a day
