@@ -158,12 +158,21 @@ fn api_key(headers: &HeaderMap) -> &str {
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
-fn sas_signature(key: &[u8; 32], container: &str, expiry: &str) -> String {
+fn sas_mac(key: &[u8; 32], container: &str, expiry: &str) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(container.as_bytes());
     mac.update(b"\n");
     mac.update(expiry.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac
+}
+
+fn sas_signature(key: &[u8; 32], container: &str, expiry: &str) -> String {
+    hex::encode(sas_mac(key, container, expiry).finalize().into_bytes())
+}
+
+/// Whether `sig` (hex) signs `container` and `expiry`; compared in constant time by `hmac`.
+fn sas_signature_valid(key: &[u8; 32], container: &str, expiry: &str, sig: &str) -> bool {
+    hex::decode(sig).is_ok_and(|sig| sas_mac(key, container, expiry).verify_slice(&sig).is_ok())
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -252,8 +261,7 @@ fn check_sas(st: &SharedState, container: &str, q: &SasQuery) -> ApiResult<()> {
             "missing; ask one with POST /rtd/csv-transaction/rtd/sas and append it to the URL",
         ));
     };
-    let want = sas_signature(&st.rtd.sas_key, container, se);
-    if !subtle_eq(want.as_bytes(), sig.as_bytes()) {
+    if !sas_signature_valid(&st.rtd.sas_key, container, se, sig) {
         return Err(ApiError::field(StatusCode::FORBIDDEN, "sas", "signature does not match this container"));
     }
     let expiry = OffsetDateTime::parse(se, &time::format_description::well_known::Rfc3339)
@@ -262,11 +270,6 @@ fn check_sas(st: &SharedState, container: &str, q: &SasQuery) -> ApiResult<()> {
         return Err(ApiError::field(StatusCode::FORBIDDEN, "sas", "expired; ask a new one"));
     }
     Ok(())
-}
-
-/// Constant-time comparison (the signature is a secret until it matches).
-fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -690,9 +693,11 @@ mod tests {
         assert_ne!(s, sas_signature(&k, "c2", "2021-01-01T00:00:00Z"));
         assert_ne!(s, sas_signature(&k, "c1", "2031-01-01T00:00:00Z"));
         assert_ne!(s, sas_signature(&[8u8; 32], "c1", "2021-01-01T00:00:00Z"));
-        assert!(subtle_eq(b"abc", b"abc"));
-        assert!(!subtle_eq(b"abc", b"abd"));
-        assert!(!subtle_eq(b"abc", b"ab"));
+        assert!(sas_signature_valid(&k, "c1", "2021-01-01T00:00:00Z", &s));
+        assert!(!sas_signature_valid(&k, "c2", "2021-01-01T00:00:00Z", &s));
+        assert!(!sas_signature_valid(&k, "c1", "2021-01-01T00:00:00Z", &s.replacen('0', "1", 1).replacen('a', "b", 1)));
+        assert!(!sas_signature_valid(&k, "c1", "2021-01-01T00:00:00Z", &s[..62]));
+        assert!(!sas_signature_valid(&k, "c1", "2021-01-01T00:00:00Z", "not hex"));
     }
 
     #[test]
