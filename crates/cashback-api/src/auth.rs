@@ -296,3 +296,13 @@ impl FromRequestParts<SharedState> for Acquirer {
         credential_of_kind(parts, state, CredentialKind::Acquirer).await.map(Acquirer)
     }
 }
+
+/// An authenticated operator of the programme (rankings and other operations views).
+pub struct Operator(pub Credential);
+
+impl FromRequestParts<SharedState> for Operator {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        credential_of_kind(parts, state, CredentialKind::Operator).await.map(Operator)
+    }
+}

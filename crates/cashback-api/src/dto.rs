@@ -307,6 +307,132 @@ pub struct UserInfo {
     pub family_name: String,
 }
 
+/// A citizen's cashback in one period (capped at the period maximum), euros.
+#[derive(Serialize, ToSchema, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TotalCashbackResource {
+    #[schema(value_type = f64)]
+    pub total_cashback: serde_json::Number,
+    pub transaction_number: u32,
+}
+
+/// A citizen's position in one period's Super Cashback ranking (v1).
+#[derive(Serialize, ToSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CitizenRankingResource {
+    pub award_period_id: i64,
+    /// 1 = best; `totalParticipants + 1` when the citizen is not ranked.
+    pub ranking: u32,
+    pub total_participants: u32,
+    /// Counted payments of rank 1.
+    pub max_transaction_number: u32,
+    /// Counted payments at the period's `minPosition` (the Super Cashback threshold).
+    pub min_transaction_number: u32,
+    /// The citizen's counted payments.
+    pub transaction_number: u32,
+}
+
+/// The v2 ranking with the citizen's milestones.
+#[derive(Serialize, ToSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CitizenRankingMilestoneResource {
+    pub award_period_id: i64,
+    pub ranking: u32,
+    pub total_participants: u32,
+    pub max_transaction_number: u32,
+    pub min_transaction_number: u32,
+    pub transaction_number: u32,
+    pub milestone_resource: MilestoneResource,
+}
+
+#[derive(Serialize, ToSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MilestoneResource {
+    /// `idTrx` of the payment at which the period cap was reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_trx_pivot: Option<String>,
+    /// The part of the pivot's cashback that counted, euros.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub cashback_norm: Option<serde_json::Number>,
+    /// `idTrx` of the payment that reached the period's minimum count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_trx_min_transaction_number: Option<String>,
+    /// The period's cashback cap, euros.
+    #[schema(value_type = f64)]
+    pub max_cashback: serde_json::Number,
+    /// The citizen's cashback (capped), euros.
+    #[schema(value_type = f64)]
+    pub total_cashback: serde_json::Number,
+}
+
+/// One page of the citizen's transactions, grouped by day (Europe/Rome), newest first.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct WinningTransactionPageResource {
+    pub transactions: Vec<WinningTransactionsOfTheDay>,
+    /// Index of the next page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<u32>,
+    /// Index of the previous page, when this page is not the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_cursor: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema, Debug)]
+pub struct WinningTransactionsOfTheDay {
+    /// YYYY-MM-DD (Europe/Rome).
+    pub date: String,
+    pub transactions: Vec<WinningTransactionMilestoneResource>,
+}
+
+#[derive(Serialize, ToSchema, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct WinningTransactionMilestoneResource {
+    /// The id the ranking's milestones refer to (contract §4.4 item 10).
+    pub id_trx: String,
+    pub id_trx_acquirer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_trx_issuer: Option<String>,
+    pub hash_pan: String,
+    /// Euros; negative for a reversal.
+    #[schema(value_type = f64)]
+    pub amount: serde_json::Number,
+    /// Euros: a payment's cashback, minus what a reversal took away.
+    #[schema(value_type = f64)]
+    pub cashback: serde_json::Number,
+    /// Two digits, e.g. "01".
+    pub circuit_type: String,
+    pub award_period_id: i64,
+    pub trx_date: String,
+}
+
+/// Transactions listed per day (Europe/Rome).
+#[derive(Serialize, ToSchema, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrxCountByDayResource {
+    /// YYYY-MM-DD.
+    pub trx_date: String,
+    pub count: u32,
+}
+
+/// A transaction of the launch-era (v1, non-paginated) list.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct WinningTransactionResource {
+    pub hash_pan: String,
+    pub id_trx_acquirer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_trx_issuer: Option<String>,
+    #[schema(value_type = f64)]
+    pub amount: serde_json::Number,
+    pub trx_date: String,
+    #[schema(value_type = f64)]
+    pub cashback: serde_json::Number,
+    pub circuit_type: String,
+    pub award_period_id: i64,
+}
+
 /// A JSON body that may be empty (`None`), parsed with errors that name the field.
 /// Any `Content-Type` is accepted when the body is JSON: the original clients are not uniform.
 pub struct JsonBody<T>(pub Option<T>);

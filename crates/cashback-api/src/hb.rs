@@ -35,7 +35,7 @@ fn check_body_channel(issuer: &Issuer, body: Option<&str>) -> ApiResult<Channel>
     Ok(own)
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &'static str) -> ApiResult<&'a str> {
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &'static str) -> ApiResult<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())

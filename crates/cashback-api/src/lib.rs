@@ -11,8 +11,11 @@ pub mod error;
 pub mod hb;
 pub mod iban_check;
 pub mod io;
+pub mod ops;
+pub mod ranking;
 pub mod rtd;
 pub mod state;
+pub mod winning;
 
 use std::time::{Duration, Instant};
 
@@ -43,12 +46,16 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         hb::put_citizen_v1, hb::put_citizen_v2, hb::get_citizen_v1, hb::get_citizen_v2, hb::patch_citizen_v1, hb::patch_citizen_v2,
         hb::delete_citizen_v1, hb::delete_citizen_v2, hb::put_card, hb::get_card_v1, hb::get_card_v2, hb::delete_card_v1, hb::delete_card_v2,
         hb::award_periods_v1, hb::award_periods_v2, hb::pm_delete_instrument, hb::dev_login, hb::dev_user, health,
-        rtd::salt, rtd::hashed_pans, rtd::public_key, rtd::sas, rtd::upload, rtd::file_report_list, rtd::file_report
+        rtd::salt, rtd::hashed_pans, rtd::public_key, rtd::sas, rtd::upload, rtd::file_report_list, rtd::file_report,
+        winning::io_total_cashback, winning::io_ranking_v2, winning::io_ranking_milestone, winning::io_ranking_v1,
+        winning::io_transactions_v2, winning::io_count_by_day, winning::io_transactions_v1,
+        winning::hb_ranking_v1, winning::hb_ranking_v2, winning::hb_total_cashback, winning::hb_total_cashback_v2,
+        ops::period_ranking
     ),
     modifiers(&SecuritySchemes),
     tags((name = "io", description = "Citizen app (Bearer token)"), (name = "hb", description = "Issuers (Ocp-Apim-Subscription-Key)"),
         (name = "pm", description = "Payment Manager"),
-        (name = "rtd", description = "Acquirers (Ocp-Apim-Subscription-Key bound to an ABI code)"), (name = "dev", description = "Development mode only"), (name = "ops"))
+        (name = "rtd", description = "Acquirers (Ocp-Apim-Subscription-Key bound to an ABI code)"), (name = "dev", description = "Development mode only"), (name = "ops", description = "Operations (health, metrics; operators' views with an `operator` API key)"))
 )]
 pub struct ApiDoc;
 
@@ -148,6 +155,13 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/bpd/io/award-periods", get(io::award_periods_v1))
         .route("/bpd/io/award-periods/v2", get(io::award_periods_v2))
+        .route("/bpd/io/citizen/ranking", get(winning::io_ranking_v1))
+        .route("/bpd/io/citizen/v2/ranking", get(winning::io_ranking_v2))
+        .route("/bpd/io/citizen/v2/ranking/milestone", get(winning::io_ranking_milestone))
+        .route("/bpd/io/winning-transactions", get(winning::io_transactions_v1))
+        .route("/bpd/io/winning-transactions/total-cashback", get(winning::io_total_cashback))
+        .route("/bpd/io/winning-transactions/v2", get(winning::io_transactions_v2))
+        .route("/bpd/io/winning-transactions/v2/countbyday", get(winning::io_count_by_day))
         // HB (issuers)
         .route(
             "/bpd/hb/citizens/v2",
@@ -162,6 +176,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/bpd/hb/payment-instruments/{pan}", get(hb::get_card_v1).delete(hb::delete_card_v1))
         .route("/bpd/hb/award-periods", get(hb::award_periods_v1))
         .route("/bpd/hb/award-periods/v2", get(hb::award_periods_v2))
+        // Static `v2` wins over the `{fiscalCode}` capture (matchit prefers static segments).
+        .route("/bpd/hb/citizens/v2/ranking", get(winning::hb_ranking_v2))
+        .route("/bpd/hb/citizens/{fiscalCode}/ranking", get(winning::hb_ranking_v1))
+        .route("/bpd/hb/winning-transactions/total-cashback", get(winning::hb_total_cashback))
+        .route("/bpd/hb/winning-transactions/v2/total-cashback", get(winning::hb_total_cashback_v2))
+        // Operators
+        .route("/bpd/ops/award-periods/{awardPeriodId}/ranking", get(ops::period_ranking))
         // Payment Manager
         .route("/bpd/pm/payment-instrument/{hpan}", axum::routing::delete(hb::pm_delete_instrument));
     if state.dev {

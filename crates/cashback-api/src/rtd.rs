@@ -437,6 +437,8 @@ async fn upload_file(
             let f = &done.file;
             tracing::info!(file = %f.name, accepted = f.counts.accepted, ineligible = f.counts.ineligible,
                 rejected = f.counts.rejected, ms = started.elapsed().as_millis() as u64, "upload ingested");
+            // The file's totals are stored: bring the rankings up to date now, not at the next tick.
+            st.ranking.trigger(st.store.clone());
             Ok((StatusCode::CREATED, axum::Json(FileReport::from(f))).into_response())
         }
         Err(IngestError::FileName(e)) => Err(ApiError::field(StatusCode::BAD_REQUEST, "file name", e.reason)),

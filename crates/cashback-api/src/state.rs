@@ -71,6 +71,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The acquirer API: OpenPGP key, spool, snapshots, hashed-PAN list.
     pub rtd: crate::rtd::RtdState,
+    /// The live Super Cashback rankings (kept up to date by `cashback serve`).
+    pub ranking: Arc<crate::ranking::RankingBoard>,
 }
 
 impl AppState {

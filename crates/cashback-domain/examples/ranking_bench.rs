@@ -26,42 +26,8 @@ use cashback_domain::period::default_programme;
 use cashback_domain::ranking::{CitizenId, Ranking};
 use cashback_domain::scoring::{ScoringRules, Standing, TrxInput, evaluate};
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// 2021-01-01T00:00:00Z in µs, and the semester's length.
-const START_US: i64 = 1_609_459_200_000_000;
-const SEMESTER_US: u64 = 181 * 24 * 3_600 * 1_000_000;
-
-fn standing(rng: &mut Rng) -> Standing {
-    // Skewed: most citizens have a few payments, a long tail reaches a few hundred.
-    let count = match rng.below(10) {
-        0..=3 => rng.below(10),
-        4..=7 => rng.below(60),
-        8 => rng.below(150),
-        _ => rng.below(400),
-    } as u32;
-    let last_us = (count > 0).then(|| START_US + rng.below(SEMESTER_US) as i64);
-    Standing { count, last_us }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
+mod common;
+use common::{Rng, SEMESTER_US, START_US, percentile, standing};
 
 fn main() {
     let citizens: u32 = std::env::args().nth(1).map_or(9_000_000, |a| a.parse().expect("CITIZENS is a number"));

@@ -1,5 +1,6 @@
 //! Award periods of the programme and their status on a given day.
 
+use crate::scoring::ScoringRules;
 use crate::{Money, ValidationError};
 use std::fmt;
 use time::{Date, Duration, Month};
@@ -29,6 +30,9 @@ pub struct AwardPeriod {
     pub cashback_percentage: u32,
     /// `maxTransactionEvaluated`: the part of one transaction's amount that counts.
     pub max_transaction_evaluated: Money,
+    /// Engine options of the period: anti-abuse rules (off for the historical periods) and how
+    /// long a reversal waits for its payment.
+    pub scoring: ScoringRules,
 }
 
 /// Status of an award period on a given day.
@@ -90,6 +94,15 @@ impl AwardPeriod {
                 return Err(ValidationError::new(field, "must not be negative"));
             }
         }
+        if self.scoring.min_amount.is_some_and(|m| m.is_negative()) {
+            return Err(ValidationError::new("minAmount", "must not be negative"));
+        }
+        if self.scoring.max_payments_per_merchant_day == Some(0) {
+            return Err(ValidationError::new("maxPaymentsPerMerchantDay", "must be at least 1"));
+        }
+        if self.scoring.reversal_retention_us < 0 {
+            return Err(ValidationError::new("reversalRetention", "must not be negative"));
+        }
         Ok(())
     }
 
@@ -134,6 +147,7 @@ pub fn default_programme() -> Vec<AwardPeriod> {
             max_period_cashback: Money::from_cents(15_000),
             cashback_percentage: 10,
             max_transaction_evaluated: Money::from_cents(15_000),
+            scoring: ScoringRules::default(),
         }
     }
     vec![

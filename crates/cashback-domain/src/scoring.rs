@@ -176,8 +176,9 @@ pub struct PaymentOutcome {
 /// The outcome of one reversal row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReversalOutcome {
-    /// Applied to the payment with this key; `total` when it brought the balance to zero.
-    Applied { payment: TrxKey, total: bool },
+    /// Applied to the payment with this key; `total` when it brought the balance to zero;
+    /// `refunded_from` is the payment's balance just before this reversal.
+    Applied { payment: TrxKey, total: bool, refunded_from: Money },
     /// Not applied.
     Unmatched(Unmatched),
 }
@@ -268,8 +269,9 @@ pub fn evaluate(period: &AwardPeriod, rules: &ScoringRules, rows: &[TrxInput]) -
     let mut reversal: Vec<Option<ReversalOutcome>> = vec![None; rows.len()];
 
     let apply = |balance: &mut Vec<i64>, p: usize, r: usize| -> ReversalOutcome {
+        let refunded_from = Money::from_cents(balance[p]);
         balance[p] -= rows[r].amount.cents();
-        ReversalOutcome::Applied { payment: rows[p].key, total: balance[p] == 0 }
+        ReversalOutcome::Applied { payment: rows[p].key, total: balance[p] == 0, refunded_from }
     };
 
     // Pass 1: reversals carrying a correlation id, matched to a payment carrying the same one.
@@ -403,6 +405,38 @@ pub fn evaluate(period: &AwardPeriod, rules: &ScoringRules, rows: &[TrxInput]) -
         });
     }
     out
+}
+
+/// The cashback shown next to each row in the citizen's transaction list, same index as the
+/// input. A payment shows its own score on its full amount, or 0 when it is excluded for any
+/// reason but a refund (zero amount, anti-abuse); an applied reversal shows minus what it took
+/// away (score of its payment's balance before it − score after it), 0 when unmatched or when
+/// its payment shows 0. A payment and its reversals therefore add up to the payment's score,
+/// and all rows to [`CitizenPeriodResult::score_total`] (before the period cap, which the pivot
+/// marks).
+pub fn shown_cashback(period: &AwardPeriod, rows: &[TrxInput], result: &CitizenPeriodResult) -> Vec<Money> {
+    let mut shows_score: HashMap<TrxKey, bool> = HashMap::new();
+    for (row, outcome) in rows.iter().zip(&result.rows) {
+        if let RowOutcome::Payment(p) = outcome {
+            shows_score.insert(row.key, matches!(p.excluded, None | Some(Exclusion::FullyReversed)));
+        }
+    }
+    rows.iter()
+        .zip(&result.rows)
+        .map(|(row, outcome)| match *outcome {
+            RowOutcome::Payment(p) if matches!(p.excluded, None | Some(Exclusion::FullyReversed)) => {
+                score(period, row.amount)
+            }
+            RowOutcome::Payment(_) => Money::ZERO,
+            RowOutcome::Reversal(ReversalOutcome::Applied { payment, refunded_from, .. })
+                if shows_score.get(&payment).copied().unwrap_or(false) =>
+            {
+                let after = Money::from_cents(refunded_from.cents() - row.amount.cents());
+                Money::from_cents(score(period, after).cents() - score(period, refunded_from).cents())
+            }
+            RowOutcome::Reversal(_) => Money::ZERO,
+        })
+        .collect()
 }
 
 /// Whether an unmatched reversal received at `received_us` is final at `now_us`: its retention

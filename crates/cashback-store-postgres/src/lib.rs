@@ -57,7 +57,11 @@ pub const MAX_ATTEMPTS: u32 = 5;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "acquirer", include_str!("../migrations/0002_acquirer.sql")),
+    (3, "scoring", include_str!("../migrations/0003_scoring.sql")),
 ];
+
+/// How many migrations this build knows (the latest version).
+pub const MIGRATION_COUNT: i64 = MIGRATIONS.len() as i64;
 
 /// Key of the advisory lock serialising migrations across nodes ("cashback" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_7368_6261_636b;
@@ -413,7 +417,7 @@ impl Store for PgStore {
         error: Option<String>,
         now: OffsetDateTime,
     ) -> StoreResult<AcquirerFile> {
-        ops::finish_acquirer_file(&mut *self.conn().await?, file_id, error.as_deref(), now).await.map_err(store_err)
+        transaction!(self, "finish_acquirer_file", |c| ops::finish_acquirer_file(c, file_id, error.as_deref(), now))
     }
 
     async fn get_acquirer_file(&self, name: &str) -> StoreResult<Option<AcquirerFile>> {
@@ -442,6 +446,18 @@ impl Store for PgStore {
 
     async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>> {
         ops::instrument_transactions(&mut *self.conn().await?, hpan).await.map_err(store_err)
+    }
+
+    async fn citizen_period_totals(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<PeriodTotals>> {
+        ops::citizen_period_totals(&mut *self.conn().await?, fiscal_code).await.map_err(store_err)
+    }
+
+    async fn citizen_period_rows(&self, fiscal_code: &FiscalCode, award_period_id: i64) -> StoreResult<Vec<PeriodRow>> {
+        ops::citizen_period_rows(&mut *self.conn().await?, fiscal_code, award_period_id).await.map_err(store_err)
+    }
+
+    async fn standing_changes(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StandingUpdate>> {
+        ops::standing_changes(&mut *self.conn().await?, after_seq, limit).await.map_err(store_err)
     }
 
     async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome> {

@@ -18,7 +18,8 @@ use cashback_domain::enrollment::{
     self, Channel, CitizenEnrollDecision, CitizenState, InstrumentDeleteDecision, InstrumentDeleteRefusal,
     InstrumentEnrollDecision, InstrumentEnrollRefusal, InstrumentState, InstrumentStatus, OptInStatus,
 };
-use cashback_domain::{AwardPeriod, FiscalCode, Hpan, Money};
+use cashback_domain::scoring::{ScoringRules, Standing, TrxInput};
+use cashback_domain::{AwardPeriod, FiscalCode, Hpan, Money, OperationType};
 use cashback_store::*;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -269,6 +270,16 @@ pub async fn withdraw_citizen(
     .bind(now)
     .execute(&mut *c)
     .await?;
+    // The citizen leaves every period's ranking (totals kept, disabled), in `seq` order.
+    scoring_lock(&mut *c).await?;
+    sqlx::query(
+        "UPDATE citizen_period SET enabled = false, seq = nextval('citizen_period_seq'), updated_at = $2 \
+         WHERE fiscal_code = $1 AND enabled",
+    )
+    .bind(cf.as_str())
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
     Ok(Step::Done(WithdrawOutcome::Withdrawn { instruments: hpans.len() as u64 }))
 }
 
@@ -464,7 +475,8 @@ pub async fn list_award_periods(c: &mut PgConnection) -> sqlx::Result<Vec<AwardP
     let rows = sqlx::query(
         "SELECT award_period_id, start_date, end_date, grace_period_days, min_transaction_number, max_amount_cents, \
          min_position, max_transaction_cashback_cents, max_period_cashback_cents, cashback_percentage, \
-         max_transaction_evaluated_cents FROM award_period ORDER BY award_period_id",
+         max_transaction_evaluated_cents, min_amount_cents, max_payments_per_merchant_day, reversal_retention_us \
+         FROM award_period ORDER BY award_period_id",
     )
     .fetch_all(c)
     .await?;
@@ -482,6 +494,16 @@ pub async fn list_award_periods(c: &mut PgConnection) -> sqlx::Result<Vec<AwardP
                 max_period_cashback: Money::from_cents(r.try_get(8)?),
                 cashback_percentage: get_u32(r, 9)?,
                 max_transaction_evaluated: Money::from_cents(r.try_get(10)?),
+                scoring: ScoringRules {
+                    min_amount: r.try_get::<Option<i64>, _>(11)?.map(Money::from_cents),
+                    max_payments_per_merchant_day: r
+                        .try_get::<Option<i32>, _>(12)?
+                        .map(|v| {
+                            u32::try_from(v).map_err(|_| decode_err(format!("bad max_payments_per_merchant_day {v}")))
+                        })
+                        .transpose()?,
+                    reversal_retention_us: r.try_get(13)?,
+                },
             })
         })
         .collect()
@@ -492,8 +514,9 @@ macro_rules! insert_award_period {
         concat!(
             "INSERT INTO award_period (award_period_id, start_date, end_date, grace_period_days, min_transaction_number, \
              max_amount_cents, min_position, max_transaction_cashback_cents, max_period_cashback_cents, \
-             cashback_percentage, max_transaction_evaluated_cents) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ",
+             cashback_percentage, max_transaction_evaluated_cents, min_amount_cents, \
+             max_payments_per_merchant_day, reversal_retention_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ",
             $on_conflict
         )
     };
@@ -509,7 +532,10 @@ pub async fn upsert_award_period(c: &mut PgConnection, p: &AwardPeriod, replace:
              max_transaction_cashback_cents = EXCLUDED.max_transaction_cashback_cents, \
              max_period_cashback_cents = EXCLUDED.max_period_cashback_cents, \
              cashback_percentage = EXCLUDED.cashback_percentage, \
-             max_transaction_evaluated_cents = EXCLUDED.max_transaction_evaluated_cents"
+             max_transaction_evaluated_cents = EXCLUDED.max_transaction_evaluated_cents, \
+             min_amount_cents = EXCLUDED.min_amount_cents, \
+             max_payments_per_merchant_day = EXCLUDED.max_payments_per_merchant_day, \
+             reversal_retention_us = EXCLUDED.reversal_retention_us"
         )
     } else {
         insert_award_period!("ON CONFLICT (award_period_id) DO NOTHING")
@@ -526,6 +552,9 @@ pub async fn upsert_award_period(c: &mut PgConnection, p: &AwardPeriod, replace:
         .bind(p.max_period_cashback.cents())
         .bind(i64::from(p.cashback_percentage))
         .bind(p.max_transaction_evaluated.cents())
+        .bind(p.scoring.min_amount.map(|m| m.cents()))
+        .bind(p.scoring.max_payments_per_merchant_day.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
+        .bind(p.scoring.reversal_retention_us)
         .execute(c)
         .await?
         .rows_affected())
@@ -958,12 +987,27 @@ pub async fn ingest_chunk(
     Ok(Step::Done(out))
 }
 
+/// Finish a file in one transaction: when it is done, re-evaluate every (citizen, period) it
+/// touched from all their rows (under the scoring lock, so totals rows commit in `seq` order),
+/// then mark it. A file that is no longer PROCESSING is returned as is.
 pub async fn finish_acquirer_file(
     c: &mut PgConnection,
     file_id: i64,
     error: Option<&str>,
     now: OffsetDateTime,
-) -> sqlx::Result<AcquirerFile> {
+) -> sqlx::Result<Step<AcquirerFile>> {
+    let current = sqlx::query(concat!("SELECT ", file_cols!(), " FROM acquirer_file WHERE id = $1 FOR UPDATE"))
+        .bind(file_id)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| unknown_file(file_id))?;
+    let current = file_from_row(&current)?;
+    if current.status != FileStatus::Processing {
+        return Ok(Step::Done(current));
+    }
+    if error.is_none() {
+        score_file(&mut *c, file_id, now).await?;
+    }
     let status = if error.is_some() { FileStatus::Failed } else { FileStatus::Done };
     let row = sqlx::query(concat!(
         "UPDATE acquirer_file SET status = $2, error = $3, finished_at = $4 WHERE id = $1 RETURNING ",
@@ -976,7 +1020,7 @@ pub async fn finish_acquirer_file(
     .fetch_optional(c)
     .await?
     .ok_or_else(|| unknown_file(file_id))?;
-    file_from_row(&row)
+    Ok(Step::Done(file_from_row(&row)?))
 }
 
 pub async fn file_rejections(c: &mut PgConnection, file_id: i64, limit: u32) -> sqlx::Result<Vec<Rejection>> {
@@ -1187,4 +1231,222 @@ pub async fn import_enrollments(c: &mut PgConnection, batch: &EnrollmentImport) 
         out.instruments_without_enabled_owner = batch.instruments.len() as u64 - owned as u64;
     }
     Ok(Step::Done(out))
+}
+
+// ---- cashback engine results (migration 0003) ----
+
+/// Key of the advisory lock taken (to commit) by every transaction that writes `citizen_period`
+/// ("scor" in ASCII): their `seq` values then become visible in increasing order.
+const SCORING_LOCK: i64 = 0x7363_6f72;
+
+async fn scoring_lock(c: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCORING_LOCK).execute(c).await?;
+    Ok(())
+}
+
+/// Citizens re-evaluated per round trip when a file is finished.
+const SCORE_BATCH: usize = 5_000;
+
+async fn score_file(c: &mut PgConnection, file_id: i64, now: OffsetDateTime) -> sqlx::Result<()> {
+    scoring_lock(&mut *c).await?;
+    let periods = list_award_periods(&mut *c).await?;
+    let pairs: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT DISTINCT fiscal_code, award_period_id FROM acquirer_transaction \
+         WHERE file_id = $1 AND ineligible IS NULL ORDER BY 1, 2",
+    )
+    .bind(file_id)
+    .fetch_all(&mut *c)
+    .await?;
+    for batch in pairs.chunks(SCORE_BATCH) {
+        let cfs: Vec<&str> = batch.iter().map(|(cf, _)| cf.as_str()).collect();
+        let ps: Vec<i64> = batch.iter().map(|(_, p)| *p).collect();
+        // Citizen number and enrollment.
+        let citizens: std::collections::HashMap<String, (i64, bool)> =
+            sqlx::query_as("SELECT fiscal_code, citizen_id, enabled FROM citizen WHERE fiscal_code = ANY($1)")
+                .bind(&cfs)
+                .fetch_all(&mut *c)
+                .await?
+                .into_iter()
+                .map(|(cf, id, en): (String, i64, bool)| (cf, (id, en)))
+                .collect();
+        let rows = sqlx::query(
+            "SELECT t.fiscal_code, t.award_period_id, t.dedup_key, t.trx_at, f.received_at, t.reversal, t.amount_cents, \
+             t.hpan, t.acquirer_id, t.merchant_id, t.terminal_id, t.correlation_id, t.id_trx_acquirer, t.sender_code \
+             FROM UNNEST($1::text[], $2::bigint[]) AS k (fiscal_code, award_period_id) \
+             JOIN acquirer_transaction t ON t.fiscal_code = k.fiscal_code AND t.award_period_id = k.award_period_id \
+               AND t.ineligible IS NULL \
+             JOIN acquirer_file f ON f.id = t.file_id AND (f.status = 'DONE' OR f.id = $3) \
+             JOIN citizen z ON z.fiscal_code = t.fiscal_code AND t.trx_at >= z.timestamp_tc",
+        )
+        .bind(&cfs)
+        .bind(&ps)
+        .bind(file_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut by_pair: std::collections::HashMap<(String, i64), Vec<ScoringRow>> = std::collections::HashMap::new();
+        for r in &rows {
+            let key: &[u8] = r.try_get(2)?;
+            let hpan: &[u8] = r.try_get(7)?;
+            let row = ScoringRow {
+                input: TrxInput {
+                    key: key.try_into().map_err(|_| decode_err("dedup key length"))?,
+                    at_us: scoring::unix_us(r.try_get(3)?),
+                    received_us: scoring::unix_us(r.try_get(4)?),
+                    operation: if r.try_get(5)? { OperationType::Reversal } else { OperationType::Payment },
+                    amount: Money::from_cents(r.try_get(6)?),
+                    hpan: hpan.try_into().map_err(|_| decode_err("hpan length"))?,
+                    acquirer_id: r.try_get(8)?,
+                    merchant_id: r.try_get(9)?,
+                    terminal_id: r.try_get(10)?,
+                    correlation_id: r.try_get(11)?,
+                },
+                id_trx_acquirer: r.try_get(12)?,
+                acquirer_code: r.try_get(13)?,
+            };
+            by_pair.entry((r.try_get(0)?, r.try_get(1)?)).or_default().push(row);
+        }
+        let mut out_cf = Vec::with_capacity(batch.len());
+        let mut out_period = Vec::with_capacity(batch.len());
+        let mut out_id = Vec::with_capacity(batch.len());
+        let mut out_enabled = Vec::with_capacity(batch.len());
+        let mut out_cashback = Vec::with_capacity(batch.len());
+        let mut out_score = Vec::with_capacity(batch.len());
+        let mut out_trx = Vec::with_capacity(batch.len());
+        let mut out_last: Vec<Option<OffsetDateTime>> = Vec::with_capacity(batch.len());
+        let mut out_min: Vec<Option<String>> = Vec::with_capacity(batch.len());
+        let mut out_pivot: Vec<Option<String>> = Vec::with_capacity(batch.len());
+        let mut out_pivot_cb: Vec<Option<i64>> = Vec::with_capacity(batch.len());
+        for (cf, period_id) in batch {
+            let Some(period) = periods.iter().find(|p| p.id == *period_id) else { continue };
+            let Some(&(citizen_id, enabled)) = citizens.get(cf.as_str()) else { continue };
+            let rows = by_pair.remove(&(cf.clone(), *period_id)).unwrap_or_default();
+            let t = scoring::compute_totals(period, &rows);
+            out_cf.push(cf.clone());
+            out_period.push(*period_id);
+            out_id.push(citizen_id);
+            out_enabled.push(enabled);
+            out_cashback.push(t.cashback.cents());
+            out_score.push(t.score_total.cents());
+            out_trx.push(i32::try_from(t.transactions).unwrap_or(i32::MAX));
+            out_last.push(
+                t.last_counted_us
+                    .map(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000))
+                    .transpose()
+                    .map_err(|e| decode_err(e.to_string()))?,
+            );
+            out_min.push(t.id_trx_min_transaction);
+            out_pivot.push(t.id_trx_pivot);
+            out_pivot_cb.push(t.pivot_cashback.map(|m| m.cents()));
+        }
+        sqlx::query(
+            "INSERT INTO citizen_period (fiscal_code, award_period_id, citizen_id, enabled, cashback_cents, \
+             score_total_cents, transactions, last_counted_at, id_trx_min_transaction, id_trx_pivot, \
+             pivot_cashback_cents, seq, updated_at) \
+             SELECT cf, p, id, en, cb, sc, n, last, mn, pv, pvc, nextval('citizen_period_seq'), $12 \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::boolean[], $5::bigint[], $6::bigint[], \
+                         $7::int[], $8::timestamptz[], $9::text[], $10::text[], $11::bigint[]) \
+                  WITH ORDINALITY AS u (cf, p, id, en, cb, sc, n, last, mn, pv, pvc, ord) ORDER BY ord \
+             ON CONFLICT (fiscal_code, award_period_id) DO UPDATE SET citizen_id = EXCLUDED.citizen_id, \
+             enabled = EXCLUDED.enabled, cashback_cents = EXCLUDED.cashback_cents, \
+             score_total_cents = EXCLUDED.score_total_cents, transactions = EXCLUDED.transactions, \
+             last_counted_at = EXCLUDED.last_counted_at, id_trx_min_transaction = EXCLUDED.id_trx_min_transaction, \
+             id_trx_pivot = EXCLUDED.id_trx_pivot, pivot_cashback_cents = EXCLUDED.pivot_cashback_cents, \
+             seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&out_cf)
+        .bind(&out_period)
+        .bind(&out_id)
+        .bind(&out_enabled)
+        .bind(&out_cashback)
+        .bind(&out_score)
+        .bind(&out_trx)
+        .bind(&out_last)
+        .bind(&out_min)
+        .bind(&out_pivot)
+        .bind(&out_pivot_cb)
+        .bind(pg_time(now))
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+fn totals_from_row(r: &PgRow) -> sqlx::Result<PeriodTotals> {
+    let citizen_id: i64 = r.try_get(1)?;
+    let last: Option<OffsetDateTime> = r.try_get(6)?;
+    Ok(PeriodTotals {
+        award_period_id: r.try_get(0)?,
+        citizen_id: u32::try_from(citizen_id).map_err(|_| decode_err(format!("citizen id {citizen_id} beyond u32")))?,
+        enabled: r.try_get(2)?,
+        cashback: Money::from_cents(r.try_get(3)?),
+        score_total: Money::from_cents(r.try_get(4)?),
+        transactions: u32::try_from(r.try_get::<i32, _>(5)?).map_err(|_| decode_err("negative transactions"))?,
+        last_counted_us: last.map(scoring::unix_us),
+        id_trx_min_transaction: r.try_get(7)?,
+        id_trx_pivot: r.try_get(8)?,
+        pivot_cashback: r.try_get::<Option<i64>, _>(9)?.map(Money::from_cents),
+        seq: r.try_get(10)?,
+        updated_at: get_time(r, 11)?,
+    })
+}
+
+pub async fn citizen_period_totals(c: &mut PgConnection, cf: &FiscalCode) -> sqlx::Result<Vec<PeriodTotals>> {
+    sqlx::query(
+        "SELECT award_period_id, citizen_id, enabled, cashback_cents, score_total_cents, transactions, last_counted_at, \
+         id_trx_min_transaction, id_trx_pivot, pivot_cashback_cents, seq, updated_at \
+         FROM citizen_period WHERE fiscal_code = $1 ORDER BY award_period_id",
+    )
+    .bind(cf.as_str())
+    .fetch_all(c)
+    .await?
+    .iter()
+    .map(totals_from_row)
+    .collect()
+}
+
+pub async fn citizen_period_rows(c: &mut PgConnection, cf: &FiscalCode, period: i64) -> sqlx::Result<Vec<PeriodRow>> {
+    sqlx::query(
+        "SELECT t.dedup_key, t.line, t.hpan, t.fiscal_code, t.award_period_id, t.ineligible, t.trx_at, t.trx_offset, \
+         t.reversal, t.amount_cents, t.circuit_type, t.sender_code, t.acquirer_id, t.merchant_id, t.terminal_id, \
+         t.id_trx_acquirer, t.id_trx_issuer, t.correlation_id, t.bin, t.mcc, t.pos_type, t.par, f.received_at \
+         FROM acquirer_transaction t JOIN acquirer_file f ON f.id = t.file_id AND f.status = 'DONE' \
+         JOIN citizen z ON z.fiscal_code = t.fiscal_code \
+         WHERE t.fiscal_code = $1 AND t.award_period_id = $2 AND t.ineligible IS NULL AND t.trx_at >= z.timestamp_tc \
+         ORDER BY t.trx_at, t.id",
+    )
+    .bind(cf.as_str())
+    .bind(period)
+    .fetch_all(c)
+    .await?
+    .iter()
+    .map(|r| Ok(PeriodRow { trx: trx_from_row(r)?, received_us: scoring::unix_us(r.try_get(22)?) }))
+    .collect()
+}
+
+pub async fn standing_changes(c: &mut PgConnection, after: i64, limit: u32) -> sqlx::Result<Vec<StandingUpdate>> {
+    sqlx::query(
+        "SELECT seq, award_period_id, citizen_id, enabled, transactions, last_counted_at FROM citizen_period \
+         WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await?
+    .iter()
+    .map(|r| {
+        let citizen_id: i64 = r.try_get(2)?;
+        let last: Option<OffsetDateTime> = r.try_get(5)?;
+        Ok(StandingUpdate {
+            seq: r.try_get(0)?,
+            award_period_id: r.try_get(1)?,
+            citizen_id: u32::try_from(citizen_id)
+                .map_err(|_| decode_err(format!("citizen id {citizen_id} beyond u32")))?,
+            enabled: r.try_get(3)?,
+            standing: Standing {
+                count: u32::try_from(r.try_get::<i32, _>(4)?).map_err(|_| decode_err("negative transactions"))?,
+                last_us: last.map(scoring::unix_us),
+            },
+        })
+    })
+    .collect()
 }

@@ -98,6 +98,9 @@ pub struct SqliteStore {
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
+    /// One file finishes (merge, scoring, DONE) at a time, so the totals written for a citizen
+    /// always include every merged row (see `finish_acquirer_file`).
+    finish_lock: tokio::sync::Mutex<()>,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -105,6 +108,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "compact_instruments", include_str!("../migrations/0002_compact_instruments.sql")),
     (3, "acquirer", include_str!("../migrations/0003_acquirer.sql")),
     (4, "transaction_indexes", include_str!("../migrations/0004_transaction_indexes.sql")),
+    (5, "scoring", include_str!("../migrations/0005_scoring.sql")),
 ];
 
 fn poisoned() -> rusqlite::Error {
@@ -216,6 +220,7 @@ impl SqliteStore {
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(handle)),
             path,
+            finish_lock: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -283,8 +288,9 @@ impl SqliteStore {
     /// scan would otherwise count in the process's resident memory), then written in key order,
     /// `MERGE_BATCH` rows per transaction, so each b-tree page is written about once and no
     /// transaction outgrows the writer's cache. Idempotent, so a crash in between redoes it.
-    async fn merge_file_lookups(&self, file_id: i64) -> StoreResult<()> {
+    async fn merge_file_lookups(&self, file_id: i64) -> StoreResult<Vec<(String, i64)>> {
         const MERGE_BATCH: usize = 250_000;
+        let mut pairs: Vec<(String, i64)> = Vec::new();
         for which in [ops::Lookup::Keys, ops::Lookup::ByCard, ops::Lookup::ByCitizen] {
             let path = self.path.clone();
             let lookup = tokio::task::spawn_blocking(move || {
@@ -298,7 +304,7 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Other(format!("reading the file's rows failed: {e}")))??;
             match lookup {
-                None => return Ok(()),
+                None => return Ok(pairs),
                 Some(ops::FileLookup::Keys(v)) => {
                     for b in v.chunks(MERGE_BATCH) {
                         let b = b.to_vec();
@@ -316,8 +322,48 @@ impl SqliteStore {
                         let b = b.to_vec();
                         self.write(move |c| ops::merge_by_citizen(c, &b)).await?;
                     }
+                    // The (citizen, period) pairs the file touched, in key order.
+                    for (cf, period, _) in &v {
+                        let cf = String::from_utf8_lossy(cf);
+                        if pairs.last().is_none_or(|(c, p)| c.as_str() != cf || p != period) {
+                            pairs.push((cf.into_owned(), *period));
+                        }
+                    }
                 }
             }
+        }
+        Ok(pairs)
+    }
+
+    /// Re-evaluates the (citizen, period) pairs a file touched, `SCORE_BATCH` citizens at a
+    /// time: read and computed on a read-only connection off the writer, then written by the
+    /// writer (which re-checks each citizen's enrollment, see `ops::write_scored`).
+    async fn score_file(&self, file_id: i64, pairs: Vec<(String, i64)>, now: OffsetDateTime) -> StoreResult<()> {
+        const SCORE_BATCH: usize = 20_000;
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let periods = Arc::new(self.read(ops::list_award_periods)?);
+        let path = self.path.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("scoring task failed: {e}")))?
+        .map_err(sql_err)?;
+        let conn = Arc::new(Mutex::new(conn));
+        for batch in pairs.chunks(SCORE_BATCH) {
+            let batch = batch.to_vec();
+            let (conn, ps) = (conn.clone(), periods.clone());
+            let scored = tokio::task::spawn_blocking(move || {
+                let c = conn.lock().map_err(|_| poisoned())?;
+                ops::score_citizens(&c, &ps, &batch, file_id)
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("scoring task failed: {e}")))?
+            .map_err(sql_err)?;
+            let ps = periods.clone();
+            self.write(move |c| ops::write_scored(c, &ps, &scored, file_id, now)).await?;
         }
         Ok(())
     }
@@ -672,8 +718,10 @@ impl Store for SqliteStore {
         error: Option<String>,
         now: OffsetDateTime,
     ) -> StoreResult<AcquirerFile> {
+        let _one_at_a_time = self.finish_lock.lock().await;
         if error.is_none() {
-            self.merge_file_lookups(file_id).await?;
+            let pairs = self.merge_file_lookups(file_id).await?;
+            self.score_file(file_id, pairs, now).await?;
         }
         let pending = self.pending.clone();
         self.write(move |c| {
@@ -720,6 +768,18 @@ impl Store for SqliteStore {
 
     async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>> {
         self.read(|c| ops::instrument_transactions(c, hpan))
+    }
+
+    async fn citizen_period_totals(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<PeriodTotals>> {
+        self.read(|c| ops::citizen_period_totals(c, fiscal_code))
+    }
+
+    async fn citizen_period_rows(&self, fiscal_code: &FiscalCode, award_period_id: i64) -> StoreResult<Vec<PeriodRow>> {
+        self.read(|c| ops::citizen_period_rows(c, fiscal_code, award_period_id))
+    }
+
+    async fn standing_changes(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StandingUpdate>> {
+        self.read(|c| ops::standing_changes(c, after_seq, limit))
     }
 
     async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome> {

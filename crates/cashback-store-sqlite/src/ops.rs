@@ -6,7 +6,8 @@ use cashback_domain::enrollment::{
     self, Channel, InstrumentDeleteDecision, InstrumentDeleteRefusal, InstrumentEnrollDecision,
     InstrumentEnrollRefusal, InstrumentState, InstrumentStatus, OptInStatus,
 };
-use cashback_domain::{AwardPeriod, FiscalCode, Hpan, Money};
+use cashback_domain::scoring::{ScoringRules, Standing, TrxInput};
+use cashback_domain::{AwardPeriod, FiscalCode, Hpan, Money, OperationType};
 use cashback_store::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -169,6 +170,7 @@ pub fn withdraw_citizen(
          technical_account_holder = NULL, issuer_card_id = NULL, updated_at = ?2 WHERE fiscal_code = ?1",
     )?
     .execute(params![cf.as_str(), now_us])?;
+    disable_citizen_periods(c, cf.as_str(), now_us)?;
     Ok(WithdrawOutcome::Withdrawn { instruments: n as u64 })
 }
 
@@ -343,7 +345,8 @@ fn fmt_date(d: Date) -> String {
 pub fn list_award_periods(c: &Connection) -> rusqlite::Result<Vec<AwardPeriod>> {
     let mut st = c.prepare_cached(
         "SELECT award_period_id, start_date, end_date, grace_period_days, min_transaction_number, max_amount_cents, min_position, \
-         max_transaction_cashback_cents, max_period_cashback_cents, cashback_percentage, max_transaction_evaluated_cents \
+         max_transaction_cashback_cents, max_period_cashback_cents, cashback_percentage, max_transaction_evaluated_cents, \
+         min_amount_cents, max_payments_per_merchant_day, reversal_retention_us \
          FROM award_period ORDER BY award_period_id",
     )?;
     st.query_map([], |r| {
@@ -359,6 +362,11 @@ pub fn list_award_periods(c: &Connection) -> rusqlite::Result<Vec<AwardPeriod>> 
             max_period_cashback: Money::from_cents(r.get(8)?),
             cashback_percentage: r.get(9)?,
             max_transaction_evaluated: Money::from_cents(r.get(10)?),
+            scoring: ScoringRules {
+                min_amount: r.get::<_, Option<i64>>(11)?.map(Money::from_cents),
+                max_payments_per_merchant_day: r.get(12)?,
+                reversal_retention_us: r.get(13)?,
+            },
         })
     })?
     .collect()
@@ -370,7 +378,8 @@ pub fn upsert_award_period(c: &Connection, p: &AwardPeriod, replace: bool) -> ru
     c.prepare_cached(&format!(
         "{verb} INTO award_period (award_period_id, start_date, end_date, grace_period_days, min_transaction_number, \
          max_amount_cents, min_position, max_transaction_cashback_cents, max_period_cashback_cents, cashback_percentage, \
-         max_transaction_evaluated_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+         max_transaction_evaluated_cents, min_amount_cents, max_payments_per_merchant_day, reversal_retention_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?
     .execute(params![
         p.id,
@@ -383,7 +392,10 @@ pub fn upsert_award_period(c: &Connection, p: &AwardPeriod, replace: bool) -> ru
         p.max_transaction_cashback.cents(),
         p.max_period_cashback.cents(),
         p.cashback_percentage,
-        p.max_transaction_evaluated.cents()
+        p.max_transaction_evaluated.cents(),
+        p.scoring.min_amount.map(|m| m.cents()),
+        p.scoring.max_payments_per_merchant_day,
+        p.scoring.reversal_retention_us
     ])
 }
 
@@ -872,4 +884,239 @@ pub fn import_enrollments(c: &Connection, batch: &EnrollmentImport) -> rusqlite:
         }
     }
     Ok(out)
+}
+
+// ---- cashback engine results (migration 0005) ----
+
+const TOTALS_COLS: &str = "award_period_id, citizen_id, enabled, cashback_cents, score_total_cents, transactions, \
+    last_counted_at, id_trx_min_transaction, id_trx_pivot, pivot_cashback_cents, seq, updated_at";
+
+fn totals_from_row(r: &Row<'_>) -> rusqlite::Result<PeriodTotals> {
+    Ok(PeriodTotals {
+        award_period_id: r.get(0)?,
+        citizen_id: r.get(1)?,
+        enabled: r.get(2)?,
+        cashback: Money::from_cents(r.get(3)?),
+        score_total: Money::from_cents(r.get(4)?),
+        transactions: r.get(5)?,
+        last_counted_us: r.get(6)?,
+        id_trx_min_transaction: r.get(7)?,
+        id_trx_pivot: r.get(8)?,
+        pivot_cashback: r.get::<_, Option<i64>>(9)?.map(Money::from_cents),
+        seq: r.get(10)?,
+        updated_at: from_micros(r.get(11)?)?,
+    })
+}
+
+pub fn citizen_period_totals(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<Vec<PeriodTotals>> {
+    c.prepare_cached(&format!(
+        "SELECT {TOTALS_COLS} FROM citizen_period WHERE fiscal_code = ?1 ORDER BY award_period_id"
+    ))?
+    .query_map([cf.as_str()], totals_from_row)?
+    .collect()
+}
+
+pub fn citizen_period_rows(c: &Connection, cf: &FiscalCode, period: i64) -> rusqlite::Result<Vec<PeriodRow>> {
+    c.prepare_cached(&format!(
+        "SELECT {TRX_COLS}, f.received_at FROM acquirer_transaction_citizen x \
+         JOIN acquirer_transaction t ON t.id = x.id \
+         JOIN acquirer_file f ON f.id = t.file_id AND f.status = 'DONE' \
+         JOIN citizen z ON z.fiscal_code = x.fiscal_code \
+         WHERE x.fiscal_code = ?1 AND x.award_period_id = ?2 AND t.trx_at >= z.timestamp_tc ORDER BY t.trx_at, t.id"
+    ))?
+    .query_map(params![cf.as_str(), period], |r| Ok(PeriodRow { trx: trx_from_row(r)?, received_us: r.get(22)? }))?
+    .collect()
+}
+
+pub fn standing_changes(c: &Connection, after: i64, limit: u32) -> rusqlite::Result<Vec<StandingUpdate>> {
+    c.prepare_cached(
+        "SELECT seq, award_period_id, citizen_id, enabled, transactions, last_counted_at FROM citizen_period \
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?
+    .query_map(params![after, limit], |r| {
+        Ok(StandingUpdate {
+            seq: r.get(0)?,
+            award_period_id: r.get(1)?,
+            citizen_id: r.get(2)?,
+            enabled: r.get(3)?,
+            standing: Standing { count: r.get(4)?, last_us: r.get(5)? },
+        })
+    })?
+    .collect()
+}
+
+/// The next change sequence number (the single writer makes it unique and ordered).
+fn next_seq(c: &Connection) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM citizen_period")?.query_row([], |r| r.get(0))
+}
+
+/// A withdrawn citizen leaves every period's ranking (their totals are kept, disabled).
+fn disable_citizen_periods(c: &Connection, cf: &str, now_us: i64) -> rusqlite::Result<()> {
+    let periods: Vec<i64> = c
+        .prepare_cached("SELECT award_period_id FROM citizen_period WHERE fiscal_code = ?1 AND enabled = 1")?
+        .query_map([cf], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for period in periods {
+        let seq = next_seq(c)?;
+        c.prepare_cached(
+            "UPDATE citizen_period SET enabled = 0, seq = ?3, updated_at = ?4 WHERE fiscal_code = ?1 AND award_period_id = ?2",
+        )?
+        .execute(params![cf, period, seq, now_us])?;
+    }
+    Ok(())
+}
+
+/// What scoring knows of a citizen: their ranking number and whether (and since when) they are
+/// enrolled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CitizenScoringState {
+    pub citizen_id: u32,
+    pub enabled: bool,
+    pub timestamp_tc_us: i64,
+}
+
+fn citizen_scoring_state(c: &Connection, cf: &str) -> rusqlite::Result<Option<CitizenScoringState>> {
+    c.prepare_cached("SELECT rowid, enabled, timestamp_tc FROM citizen WHERE fiscal_code = ?1")?
+        .query_row([cf], |r| {
+            let id: i64 = r.get(0)?;
+            Ok(CitizenScoringState {
+                citizen_id: u32::try_from(id).map_err(|_| conv_err(format!("citizen rowid {id} beyond u32")))?,
+                enabled: r.get(1)?,
+                timestamp_tc_us: r.get(2)?,
+            })
+        })
+        .optional()
+}
+
+/// The rows of a citizen's period that count: eligible, from finished files or the file being
+/// finished, at or after the citizen's T&C acceptance.
+fn scoring_rows(
+    c: &Connection,
+    cf: &str,
+    period: i64,
+    since_us: i64,
+    file_id: i64,
+) -> rusqlite::Result<Vec<ScoringRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT t.dedup_key, t.trx_at, f.received_at, t.reversal, t.amount_cents, t.hpan, t.acquirer_id, t.merchant_id, \
+         t.terminal_id, t.correlation_id, t.id_trx_acquirer, t.sender_code \
+         FROM acquirer_transaction_citizen x JOIN acquirer_transaction t ON t.id = x.id \
+         JOIN acquirer_file f ON f.id = t.file_id \
+         WHERE x.fiscal_code = ?1 AND x.award_period_id = ?2 AND t.trx_at >= ?3 AND (f.status = 'DONE' OR f.id = ?4)",
+    )?;
+    let rows = st.query_map(params![cf, period, since_us, file_id], |r| {
+        Ok(ScoringRow {
+            input: TrxInput {
+                key: r.get_ref(0)?.as_blob()?.try_into().map_err(|_| conv_err("dedup key length".into()))?,
+                at_us: r.get(1)?,
+                received_us: r.get(2)?,
+                operation: if r.get(3)? { OperationType::Reversal } else { OperationType::Payment },
+                amount: Money::from_cents(r.get(4)?),
+                hpan: r.get_ref(5)?.as_blob()?.try_into().map_err(|_| conv_err("hpan length".into()))?,
+                acquirer_id: r.get(6)?,
+                merchant_id: r.get(7)?,
+                terminal_id: r.get(8)?,
+                correlation_id: r.get(9)?,
+            },
+            id_trx_acquirer: r.get(10)?,
+            acquirer_code: r.get(11)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One (citizen, period) re-evaluated, ready to be written.
+#[derive(Debug, Clone)]
+pub struct ScoredCitizen {
+    pub fiscal_code: String,
+    pub award_period_id: i64,
+    /// The citizen state the totals were computed under (re-checked by the writer).
+    pub state: CitizenScoringState,
+    pub totals: ComputedTotals,
+}
+
+/// Re-evaluates (citizen, period) pairs touched by `file_id` from all their rows. Pairs whose
+/// period or citizen is unknown are skipped.
+pub fn score_citizens(
+    c: &Connection,
+    periods: &[AwardPeriod],
+    pairs: &[(String, i64)],
+    file_id: i64,
+) -> rusqlite::Result<Vec<ScoredCitizen>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for (cf, period_id) in pairs {
+        let Some(period) = periods.iter().find(|p| p.id == *period_id) else { continue };
+        let Some(state) = citizen_scoring_state(c, cf)? else { continue };
+        out.push(score_one(c, period, cf, state, file_id)?);
+    }
+    Ok(out)
+}
+
+fn score_one(
+    c: &Connection,
+    period: &AwardPeriod,
+    cf: &str,
+    state: CitizenScoringState,
+    file_id: i64,
+) -> rusqlite::Result<ScoredCitizen> {
+    let rows = scoring_rows(c, cf, period.id, state.timestamp_tc_us, file_id)?;
+    Ok(ScoredCitizen {
+        fiscal_code: cf.to_owned(),
+        award_period_id: period.id,
+        state,
+        totals: cashback_store::scoring::compute_totals(period, &rows),
+    })
+}
+
+/// Writes re-evaluated totals, each with a new sequence number. A citizen whose enrollment
+/// changed since the evaluation (withdrawn or re-enrolled meanwhile) is evaluated again here,
+/// inside the writer's transaction.
+pub fn write_scored(
+    c: &Connection,
+    periods: &[AwardPeriod],
+    scored: &[ScoredCitizen],
+    file_id: i64,
+    now: OffsetDateTime,
+) -> rusqlite::Result<()> {
+    let now_us = micros(now);
+    let mut seq = next_seq(c)?;
+    let mut st = c.prepare_cached(
+        "INSERT INTO citizen_period (fiscal_code, award_period_id, citizen_id, enabled, cashback_cents, score_total_cents, \
+         transactions, last_counted_at, id_trx_min_transaction, id_trx_pivot, pivot_cashback_cents, seq, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+         ON CONFLICT (fiscal_code, award_period_id) DO UPDATE SET citizen_id = excluded.citizen_id, enabled = excluded.enabled, \
+         cashback_cents = excluded.cashback_cents, score_total_cents = excluded.score_total_cents, \
+         transactions = excluded.transactions, last_counted_at = excluded.last_counted_at, \
+         id_trx_min_transaction = excluded.id_trx_min_transaction, id_trx_pivot = excluded.id_trx_pivot, \
+         pivot_cashback_cents = excluded.pivot_cashback_cents, seq = excluded.seq, updated_at = excluded.updated_at",
+    )?;
+    for s in scored {
+        let Some(now_state) = citizen_scoring_state(c, &s.fiscal_code)? else { continue };
+        let fresh;
+        let s = if now_state == s.state {
+            s
+        } else {
+            let Some(period) = periods.iter().find(|p| p.id == s.award_period_id) else { continue };
+            fresh = score_one(c, period, &s.fiscal_code, now_state, file_id)?;
+            &fresh
+        };
+        let t = &s.totals;
+        st.execute(params![
+            s.fiscal_code,
+            s.award_period_id,
+            s.state.citizen_id,
+            s.state.enabled,
+            t.cashback.cents(),
+            t.score_total.cents(),
+            t.transactions,
+            t.last_counted_us,
+            t.id_trx_min_transaction,
+            t.id_trx_pivot,
+            t.pivot_cashback.map(|m| m.cents()),
+            seq,
+            now_us
+        ])?;
+        seq += 1;
+    }
+    Ok(())
 }

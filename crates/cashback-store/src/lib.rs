@@ -16,6 +16,8 @@ pub mod acquirer;
 pub use acquirer::*;
 pub mod import;
 pub use import::*;
+pub mod scoring;
+pub use scoring::{ComputedTotals, PeriodRow, PeriodTotals, ScoringRow, StandingUpdate};
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -139,6 +141,8 @@ pub enum CredentialKind {
     Acquirer,
     /// The Payment Manager (wallet), allowed to deactivate instruments.
     PaymentManager,
+    /// The programme's operators (rankings, files, periods); scope is free text.
+    Operator,
 }
 
 impl CredentialKind {
@@ -147,6 +151,7 @@ impl CredentialKind {
             Self::Issuer => "issuer",
             Self::Acquirer => "acquirer",
             Self::PaymentManager => "payment-manager",
+            Self::Operator => "operator",
         }
     }
 
@@ -155,6 +160,7 @@ impl CredentialKind {
             "issuer" => Some(Self::Issuer),
             "acquirer" => Some(Self::Acquirer),
             "payment-manager" => Some(Self::PaymentManager),
+            "operator" => Some(Self::Operator),
             _ => None,
         }
     }
@@ -290,6 +296,18 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored row (eligible or not) of an instrument, oldest first (support: "why didn't
     /// my payment count?").
     async fn instrument_transactions(&self, hpan: &Hpan) -> StoreResult<Vec<StoredTransaction>>;
+
+    // ---- cashback engine results (scoring happens in `finish_acquirer_file`) ----
+    /// A citizen's totals in every award period they have rows in, by period id.
+    async fn citizen_period_totals(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<PeriodTotals>>;
+    /// The rows that count for a citizen in one period (eligible, of finished files, at or after
+    /// the citizen's current T&C acceptance), with their files' reception instants, oldest
+    /// transaction first.
+    async fn citizen_period_rows(&self, fiscal_code: &FiscalCode, award_period_id: i64) -> StoreResult<Vec<PeriodRow>>;
+    /// The change feed of standings: the latest state of every (citizen, period) written after
+    /// `after_seq`, by ascending `seq`, at most `limit`. From 0 it lists everything (rebuild).
+    /// A row with a given `seq` is never committed after one with a larger `seq` is visible.
+    async fn standing_changes(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StandingUpdate>>;
 
     // ---- operator bulk import ----
     /// Create citizens and active instruments in bulk (migration from the original system), in

@@ -625,6 +625,104 @@ pub async fn bulk_import_of_enrollments(store: Arc<dyn Store>) {
     }
 }
 
+/// Ingests one file of `rows` and finishes it.
+async fn ingest_file(store: &Arc<dyn Store>, name: &str, rows: Vec<StoredTransaction>, now: OffsetDateTime) {
+    let f = started(store.begin_acquirer_file(new_file(name), now).await.unwrap());
+    let last_line = rows.len() as u64;
+    store.ingest_chunk(f.id, IngestChunk { rows, rejections: vec![], last_line, checksum: None }).await.unwrap();
+    assert_eq!(store.finish_acquirer_file(f.id, None, now).await.unwrap().status, FileStatus::Done);
+}
+
+/// Finishing a file re-evaluates the citizens it touched from all their rows (reversal before
+/// its payment included), with change sequence numbers the rankings follow; a withdrawal takes
+/// the citizen out; rows of unfinished files do not count.
+pub async fn scoring_follows_files(store: Arc<dyn Store>) {
+    use cashback_domain::Money;
+    let period = AwardPeriod { min_transaction_number: 2, ..cashback_domain::period::default_programme()[1].clone() };
+    store.upsert_award_period(&period).await.unwrap();
+    let (a, b) = (fiscal_code(90), fiscal_code(91));
+    let t = datetime!(2021-01-10 10:00 UTC);
+    store.enroll_citizen(&a, None, &io(), t).await.unwrap();
+    store.enroll_citizen(&b, None, &io(), t).await.unwrap();
+    let row =
+        |n: u64, owner: &FiscalCode, hours: i64, reversal: bool, cents: i64, merchant: &str, corr: Option<&str>| {
+            StoredTransaction {
+                reversal,
+                amount_cents: cents,
+                merchant_id: merchant.into(),
+                correlation_id: corr.map(str::to_owned),
+                ..stored_trx(n, 1, Some((owner, 1)), t + secs(hours * 3600))
+            }
+        };
+    let p1 = row(1, &a, 1, false, 2_000, "M1", None);
+    let p2 = row(2, &a, 2, false, 20_000, "M2", Some("C2"));
+    let r_early = row(3, &a, 4, true, 5_000, "M3", None); // its payment comes in the next file
+    let pb = row(4, &b, 1, false, 1_000, "M9", None);
+    ingest_file(
+        &store,
+        "CSTAR.12345.TRNLOG.20210111.010000.001.csv",
+        vec![p1, p2.clone(), r_early, pb],
+        t + secs(86_400),
+    )
+    .await;
+    let ta = store.citizen_period_totals(&a).await.unwrap();
+    assert_eq!(ta.len(), 1);
+    let ta = &ta[0];
+    assert_eq!((ta.award_period_id, ta.enabled, ta.transactions), (1, true, 2));
+    assert_eq!(ta.cashback, Money::from_cents(200 + 1_500));
+    assert_eq!(ta.last_counted_us, Some(scoring::unix_us(t + secs(2 * 3600))));
+    let p2_id = PeriodRow { trx: p2.clone(), received_us: 0 }.scoring_row().id_trx();
+    assert_eq!(ta.id_trx_min_transaction.as_deref(), Some(p2_id.as_str()), "the 2nd payment reached the minimum");
+    assert_eq!(ta.id_trx_pivot, None);
+    let tb = store.citizen_period_totals(&b).await.unwrap();
+    assert_eq!((tb[0].transactions, tb[0].cashback), (1, Money::from_cents(100)));
+    assert_ne!(ta.citizen_id, tb[0].citizen_id);
+    let all = store.standing_changes(0, 100).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].seq < all[1].seq);
+    let mark = all[1].seq;
+    assert_eq!(store.standing_changes(0, 1).await.unwrap(), all[..1].to_vec(), "pages follow seq");
+
+    // The late payment meets the held reversal (fully reversed: no count); a partial refund of
+    // the €200 payment by correlation id leaves its €15; one more payment counts.
+    let p3 = row(5, &a, 3, false, 5_000, "M3", None);
+    let refund = row(6, &a, 5, true, 4_000, "M2", Some("C2"));
+    let p5 = row(7, &a, 6, false, 3_000, "M5", None);
+    ingest_file(&store, "CSTAR.12345.TRNLOG.20210112.010000.001.csv", vec![p3, refund, p5], t + secs(2 * 86_400)).await;
+    let ta2 = store.citizen_period_totals(&a).await.unwrap().remove(0);
+    assert_eq!(ta2.transactions, 3);
+    assert_eq!(ta2.cashback, Money::from_cents(200 + 1_500 + 300));
+    assert!(ta2.seq > mark);
+    let changed = store.standing_changes(mark, 100).await.unwrap();
+    assert_eq!(changed.len(), 1, "only the citizen the file touched: {changed:?}");
+    assert_eq!((changed[0].citizen_id, changed[0].standing.count), (ta2.citizen_id, 3));
+    let rows = store.citizen_period_rows(&a, 1).await.unwrap();
+    assert_eq!(rows.len(), 6);
+    assert!(rows.windows(2).all(|w| w[0].trx.at <= w[1].trx.at), "oldest first");
+    assert!(rows.iter().all(|r| r.received_us > 0));
+    assert_eq!(store.citizen_period_rows(&a, 2).await.unwrap(), vec![]);
+
+    // Rows of a file still being ingested count for nobody yet.
+    let f =
+        started(store.begin_acquirer_file(new_file("CSTAR.12345.TRNLOG.20210113.010000.001.csv"), t).await.unwrap());
+    let pending = IngestChunk {
+        rows: vec![row(8, &a, 7, false, 900, "M8", None)],
+        rejections: vec![],
+        last_line: 1,
+        checksum: None,
+    };
+    store.ingest_chunk(f.id, pending).await.unwrap();
+    assert_eq!(store.citizen_period_rows(&a, 1).await.unwrap().len(), 6);
+    assert_eq!(store.citizen_period_totals(&a).await.unwrap()[0].transactions, 3);
+
+    // Withdrawal: out of the ranking, in the feed.
+    store.withdraw_citizen(&b, &io(), t + secs(3 * 86_400)).await.unwrap();
+    let gone = store.standing_changes(ta2.seq, 100).await.unwrap();
+    assert_eq!(gone.len(), 1);
+    assert_eq!((gone[0].citizen_id, gone[0].enabled), (tb[0].citizen_id, false));
+    assert!(!store.citizen_period_totals(&b).await.unwrap()[0].enabled);
+}
+
 /// Expands to one `#[tokio::test]` per contract story. `$make` is an async expression that
 /// returns a fresh `Arc<dyn Store>`.
 #[macro_export]
@@ -645,7 +743,8 @@ macro_rules! contract_tests {
             failed_file_can_be_sent_again,
             enrollment_index_reflects_windows,
             acquirer_views,
-            bulk_import_of_enrollments
+            bulk_import_of_enrollments,
+            scoring_follows_files
         );
     };
     (@each $make:expr; $($name:ident),*) => {

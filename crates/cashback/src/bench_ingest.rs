@@ -120,6 +120,7 @@ pub fn bench_period(year: i32) -> anyhow::Result<AwardPeriod> {
         max_period_cashback: Money::from_cents(15_000),
         cashback_percentage: 10,
         max_transaction_evaluated: Money::from_cents(15_000),
+        scoring: cashback_domain::scoring::ScoringRules::default(),
     };
     p.validate().map_err(|e| anyhow::anyhow!("bench period: {e}"))?;
     Ok(p)

@@ -28,6 +28,41 @@ pub struct FileConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub acquirer: AcquirerConfig,
+    #[serde(default)]
+    pub ranking: RankingConfig,
+}
+
+/// The in-memory Super Cashback rankings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankingConfig {
+    /// How often the change feed of standings is read, in milliseconds.
+    pub refresh_ms: u64,
+    /// Changes read per store call.
+    pub page_rows: u32,
+    /// How long a ranking request waits for the rankings to catch up with the totals it read.
+    pub read_wait_ms: u64,
+}
+
+impl Default for RankingConfig {
+    fn default() -> Self {
+        let d = cashback_api::ranking::RankingConfig::default();
+        Self {
+            refresh_ms: d.refresh.as_millis() as u64,
+            page_rows: d.page_rows,
+            read_wait_ms: d.read_wait.as_millis() as u64,
+        }
+    }
+}
+
+impl RankingConfig {
+    pub fn board(&self) -> cashback_api::ranking::RankingConfig {
+        cashback_api::ranking::RankingConfig {
+            refresh: std::time::Duration::from_millis(self.refresh_ms.max(1)),
+            page_rows: self.page_rows.max(1),
+            read_wait: std::time::Duration::from_millis(self.read_wait_ms),
+        }
+    }
 }
 
 /// The acquirer API and file ingestion.
@@ -297,5 +332,10 @@ mod tests {
         assert_eq!(none.identity.introspection_timeout_ms, 5000);
         assert_eq!(none.identity.cache_ttl_secs, 3600);
         assert!(none.identity.cache_entries > 0);
+        assert_eq!((none.ranking.refresh_ms, none.ranking.page_rows), (250, 100_000));
+        let r: FileConfig = toml::from_str("[ranking]\nrefresh_ms = 50\npage_rows = 10\n").unwrap();
+        assert_eq!(r.ranking.board().refresh, std::time::Duration::from_millis(50));
+        assert_eq!(r.ranking.board().page_rows, 10);
+        assert!(toml::from_str::<FileConfig>("[ranking]\nbogus = 1\n").is_err());
     }
 }

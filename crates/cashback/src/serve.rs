@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use cashback_api::auth::{CredentialCache, IdentityResolver, IntrospectionResolver, JwtResolver, sha256_hex};
 use cashback_api::iban_check::{HttpIbanChecker, IbanChecker};
+use cashback_api::ranking::RankingBoard;
 use cashback_api::state::{AppState, HttpLimits, Secret, system_clock};
 use cashback_domain::AwardPeriod;
 use cashback_store::{Credential, CredentialKind, Store};
@@ -130,6 +131,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(seeded, "default award periods seeded");
     }
     let salt_secret = Secret::new(salt);
+    let ranking = Arc::new(RankingBoard::new(cfg.ranking.board()));
     let state = Arc::new(AppState {
         store: store.clone(),
         identity,
@@ -147,6 +149,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         periods: RwLock::new(Arc::new(Vec::new())),
         metrics: Some(metrics),
         rtd: cashback_api::rtd::RtdState::new(cfg.acquirer.rtd(), pgp_key, &salt_secret),
+        ranking: ranking.clone(),
     });
     state.refresh_periods().await?;
     {
@@ -162,6 +165,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    // The rankings: first load in the background (ranking endpoints answer 503 until it is
+    // done), then the change feed every `ranking.refresh_ms`.
+    tokio::spawn(ranking.run_refresher(store.clone()));
     let app = cashback_api::router(state.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     tracing::info!(%listen, backend = store.backend(), dev, openapi = cashback_api::OPENAPI_PATH, "cashback serving");
@@ -192,10 +198,10 @@ async fn shutdown_signal() {
 pub enum AdminCommand {
     /// Create a credential; prints the API key once (only its SHA-256 is stored).
     CredentialCreate {
-        /// issuer, acquirer or payment-manager.
+        /// issuer, acquirer, payment-manager or operator.
         #[arg(long)]
         kind: String,
-        /// Issuer: enrollment channel; acquirer: ABI code; payment-manager: a label.
+        /// Issuer: enrollment channel; acquirer: ABI code; payment-manager, operator: a label.
         #[arg(long)]
         scope: String,
         /// Identifier (default: KIND-SCOPE).
@@ -244,6 +250,24 @@ pub enum AdminCommand {
         max_transaction_cashback_cents: i64,
         #[arg(long, default_value_t = 15_000)]
         max_period_cashback_cents: i64,
+        /// Anti-abuse: a payment counts only if its net amount is at least this (euro-cents).
+        #[arg(long)]
+        min_amount_cents: Option<i64>,
+        /// Anti-abuse: at most this many counted payments per citizen, merchant and day.
+        #[arg(long)]
+        max_payments_per_merchant_day: Option<u32>,
+        /// How long a reversal waits for its payment, in days of reception time.
+        #[arg(long, default_value_t = 30)]
+        reversal_retention_days: u32,
+    },
+    /// Print a period's Super Cashback ranking as the operators' API shows it (JSON), from a
+    /// full load of the stored standings.
+    Ranking {
+        #[arg(long)]
+        period: i64,
+        /// Citizens listed (at most 1000).
+        #[arg(long, default_value_t = 10)]
+        top: usize,
     },
 }
 
@@ -264,15 +288,21 @@ pub async fn admin(db: DbArgs, cmd: AdminCommand) -> anyhow::Result<()> {
     let cfg = config::load(db.config.as_deref())?;
     let store = open_store(&database_url(&db, &cfg), &cfg).await?;
     let now = OffsetDateTime::now_utc();
-    let result = run_admin(&store, cmd, now).await;
+    let result = run_admin(&store, &cfg, cmd, now).await;
     store.close().await;
     result
 }
 
-async fn run_admin(store: &Arc<dyn Store>, cmd: AdminCommand, now: OffsetDateTime) -> anyhow::Result<()> {
+async fn run_admin(
+    store: &Arc<dyn Store>,
+    cfg: &FileConfig,
+    cmd: AdminCommand,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::CredentialCreate { kind, scope, id } => {
-            let kind = CredentialKind::parse(&kind).context("kind: must be issuer, acquirer or payment-manager")?;
+            let kind =
+                CredentialKind::parse(&kind).context("kind: must be issuer, acquirer, payment-manager or operator")?;
             if kind == CredentialKind::Issuer {
                 cashback_domain::enrollment::Channel::parse(&scope).map_err(|e| anyhow::anyhow!("scope: {e}"))?;
             }
@@ -328,6 +358,9 @@ async fn run_admin(store: &Arc<dyn Store>, cmd: AdminCommand, now: OffsetDateTim
             max_evaluated_cents,
             max_transaction_cashback_cents,
             max_period_cashback_cents,
+            min_amount_cents,
+            max_payments_per_merchant_day,
+            reversal_retention_days,
         } => {
             use cashback_domain::Money;
             let p = AwardPeriod {
@@ -342,10 +375,30 @@ async fn run_admin(store: &Arc<dyn Store>, cmd: AdminCommand, now: OffsetDateTim
                 max_period_cashback: Money::from_cents(max_period_cashback_cents),
                 cashback_percentage: percentage,
                 max_transaction_evaluated: Money::from_cents(max_evaluated_cents),
+                scoring: cashback_domain::scoring::ScoringRules {
+                    min_amount: min_amount_cents.map(Money::from_cents),
+                    max_payments_per_merchant_day,
+                    reversal_retention_us: i64::from(reversal_retention_days) * 86_400 * 1_000_000,
+                },
             };
             p.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             store.upsert_award_period(&p).await?;
             println!("award period {id} saved (running servers pick it up within 30 s)");
+        }
+        AdminCommand::Ranking { period, top } => {
+            if top > cashback_api::ops::TOP_MAX {
+                bail!("top: at most {}", cashback_api::ops::TOP_MAX);
+            }
+            let p = store
+                .list_award_periods()
+                .await?
+                .into_iter()
+                .find(|p| p.id == period)
+                .with_context(|| format!("period: no award period {period}"))?;
+            let board = RankingBoard::new(cfg.ranking.board());
+            board.catch_up(store.as_ref()).await?;
+            let view = cashback_api::ranking::operator_view(&board, &p, top);
+            println!("{}", serde_json::to_string_pretty(&view)?);
         }
     }
     Ok(())

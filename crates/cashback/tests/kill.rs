@@ -43,6 +43,7 @@ async fn seed(path: &Path, now: OffsetDateTime) {
             max_period_cashback: Money::from_cents(15_000),
             cashback_percentage: 10,
             max_transaction_evaluated: Money::from_cents(15_000),
+            scoring: cashback_domain::scoring::ScoringRules::default(),
         })
         .await
         .unwrap();
