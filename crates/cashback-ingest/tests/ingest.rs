@@ -160,6 +160,43 @@ async fn any_split_order_and_repetition_gives_the_same_result_on_postgres() {
     split_property(true).await;
 }
 
+/// A reversal (`01`) of `cents` on card `card` at 11:00 on `day` January 2021, with an optional
+/// correlation id (else it matches a payment by merchant, terminal and amount).
+fn reversal(id: u32, card: u64, day: u8, cents: u64, corr: Option<&str>) -> String {
+    format!(
+        "12345;01;01;{};2021-01-{day:02}T11:00:00.000+01:00;RID{id};;{};{cents};978;ACQ1;MERCH1;TERM1;40236010;5411",
+        hpan(card),
+        corr.unwrap_or("")
+    )
+}
+
+/// Each citizen's totals as the engine stored them (without the change sequence and time).
+async fn totals(
+    s: &Arc<dyn Store>,
+) -> Vec<Vec<(i64, bool, i64, i64, u32, Option<i64>, Option<String>, Option<String>)>> {
+    let mut out = Vec::new();
+    for cf in (1..=3).map(fiscal_code) {
+        let t = s.citizen_period_totals(&cf).await.unwrap();
+        out.push(
+            t.into_iter()
+                .map(|t| {
+                    (
+                        t.award_period_id,
+                        t.enabled,
+                        t.cashback.cents(),
+                        t.score_total.cents(),
+                        t.transactions,
+                        t.last_counted_us,
+                        t.id_trx_min_transaction,
+                        t.id_trx_pivot,
+                    )
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
 /// Every citizen's eligible rows and the unenrolled card's ineligible rows.
 async fn stored(s: &Arc<dyn Store>) -> Vec<Vec<([u8; 16], i64, OffsetDateTime, Option<Ineligible>)>> {
     let mut out = Vec::new();
@@ -180,13 +217,41 @@ async fn stored(s: &Arc<dyn Store>) -> Vec<Vec<([u8; 16], i64, OffsetDateTime, O
 }
 
 async fn split_property(pg: bool) {
-    let rows: Vec<String> =
-        (0..60).map(|i| row(i, 1 + (i as u64 % 4), 10 + (i % 15) as u8, 100 + i as u64 * 7)).collect();
+    let card = |i: u32| 1 + (i as u64 % 4);
+    let day = |i: u32| 10 + (i % 15) as u8;
+    let cents = |i: u32| 100 + i as u64 * 700;
+    let mut rows: Vec<String> = (0..60)
+        .map(|i| {
+            let r = row(i, card(i), day(i), cents(i));
+            // Every 6th payment carries a correlation id (E1 column 8).
+            if i % 6 == 0 { r.replacen(";;", &format!(";CORR{i};"), 1) } else { r }
+        })
+        .collect();
+    // Total reversals by merchant/terminal/amount, partial refunds by correlation id, and an
+    // orphan; across files they may arrive before their payments.
+    for i in (5..60).step_by(10) {
+        rows.push(reversal(i, card(i), day(i), cents(i), None));
+    }
+    for i in (0..60).step_by(12) {
+        rows.push(reversal(100 + i, card(i), day(i), cents(i) / 2, Some(&format!("CORR{i}"))));
+    }
+    rows.push(reversal(999, 1, 20, 12_345, None));
     // Reference: all rows in one file.
     let reference = store_on(pg).await;
     ingest(&reference, &name(1), rows.join("\n"), 1000).await.unwrap();
     let want = stored(&reference).await;
+    let want_totals = totals(&reference).await;
     assert!(want[..3].iter().all(|rows| !rows.is_empty()) && !want[3].is_empty());
+    assert!(want_totals.iter().all(|t| t.len() == 1 && t[0].4 > 0), "{want_totals:?}");
+    // The stored totals are the engine's result over the citizen's rows.
+    for cf in (1..=3).map(fiscal_code) {
+        let period = cashback_domain::period::default_programme()[1].clone();
+        let rows: Vec<_> =
+            reference.citizen_period_rows(&cf, 1).await.unwrap().iter().map(|r| r.scoring_row()).collect();
+        let t = &reference.citizen_period_totals(&cf).await.unwrap()[0];
+        let c = cashback_store::scoring::compute_totals(&period, &rows);
+        assert_eq!((t.cashback, t.transactions, &t.id_trx_pivot), (c.cashback, c.transactions, &c.id_trx_pivot));
+    }
     for seed in 1..=8u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let s = store_on(pg).await;
@@ -211,6 +276,7 @@ async fn split_property(pg: bool) {
             start = end;
         }
         assert_eq!(stored(&s).await, want, "seed {seed}");
+        assert_eq!(totals(&s).await, want_totals, "seed {seed}: totals depend on the files' split and order");
     }
 }
 
