@@ -217,7 +217,10 @@ impl FromRequestParts<SharedState> for Citizen {
             return Err(e);
         };
         match state.identity.resolve(token).await {
-            Ok(cf) => Ok(Citizen(cf)),
+            Ok(cf) => {
+                state.rate.check(crate::rate::Who::Citizen, cf.as_str())?;
+                Ok(Citizen(cf))
+            }
             Err(IdentityError::Unauthorized) => Err(ApiError::unauthorized("Authorization: invalid or expired token")),
             Err(IdentityError::Timeout) => {
                 Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "identity service timed out"))
@@ -259,7 +262,16 @@ async fn credential_of_kind(parts: &Parts, state: &SharedState, kind: Credential
         return Err(e);
     }
     match state.credentials.lookup(&state.store, key).await? {
-        Some(c) if c.revoked_at.is_none() && c.kind == kind => Ok(c),
+        Some(c) if c.revoked_at.is_none() && c.kind == kind => {
+            let who = match kind {
+                CredentialKind::Issuer => crate::rate::Who::Issuer,
+                CredentialKind::Acquirer => crate::rate::Who::Acquirer,
+                CredentialKind::PaymentManager => crate::rate::Who::PaymentManager,
+                CredentialKind::Operator => crate::rate::Who::Operator,
+            };
+            state.rate.check(who, &c.id)?;
+            Ok(c)
+        }
         Some(c) if c.revoked_at.is_none() => {
             Err(ApiError::forbidden(format!("this API key is for the {} API", c.kind.as_str())))
         }

@@ -13,6 +13,7 @@ pub mod iban_check;
 pub mod io;
 pub mod ops;
 pub mod ranking;
+pub mod rate;
 pub mod rtd;
 pub mod state;
 pub mod winning;

@@ -71,6 +71,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The acquirer API: OpenPGP key, spool, snapshots, hashed-PAN list.
     pub rtd: crate::rtd::RtdState,
+    /// Per-identity rate limits (429 + Retry-After).
+    pub rate: crate::rate::RateLimits,
     /// The live Super Cashback rankings (kept up to date by `cashback serve`).
     pub ranking: Arc<crate::ranking::RankingBoard>,
 }

@@ -21,6 +21,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
+    #[serde(default)]
     pub sqlite: SqliteConfig,
     #[serde(default)]
     pub postgres: PostgresConfig,
@@ -195,6 +197,62 @@ pub struct IbanCheckConfig {
     pub timeout_ms: u64,
 }
 
+/// `[rate_limits.<who>]`: `per_second` (0 = off) and `burst`, per citizen / issuer key /
+/// acquirer key / Payment Manager / operator key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub citizen: RateCfg,
+    pub issuer: RateCfg,
+    pub acquirer: RateCfg,
+    pub payment_manager: RateCfg,
+    pub operator: RateCfg,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RateCfg {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl From<cashback_api::rate::Rate> for RateCfg {
+    fn from(r: cashback_api::rate::Rate) -> Self {
+        RateCfg { per_second: r.per_second, burst: r.burst }
+    }
+}
+
+impl From<RateCfg> for cashback_api::rate::Rate {
+    fn from(r: RateCfg) -> Self {
+        cashback_api::rate::Rate { per_second: r.per_second, burst: r.burst }
+    }
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        let d = cashback_api::rate::RateConfig::default();
+        RateLimitsConfig {
+            citizen: d.citizen.into(),
+            issuer: d.issuer.into(),
+            acquirer: d.acquirer.into(),
+            payment_manager: d.payment_manager.into(),
+            operator: d.operator.into(),
+        }
+    }
+}
+
+impl RateLimitsConfig {
+    pub fn rates(&self) -> cashback_api::rate::RateConfig {
+        cashback_api::rate::RateConfig {
+            citizen: self.citizen.into(),
+            issuer: self.issuer.into(),
+            acquirer: self.acquirer.into(),
+            payment_manager: self.payment_manager.into(),
+            operator: self.operator.into(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -337,5 +395,9 @@ mod tests {
         assert_eq!(r.ranking.board().refresh, std::time::Duration::from_millis(50));
         assert_eq!(r.ranking.board().page_rows, 10);
         assert!(toml::from_str::<FileConfig>("[ranking]\nbogus = 1\n").is_err());
+        assert_eq!(none.rate_limits.rates(), cashback_api::rate::RateConfig::default());
+        let r: FileConfig = toml::from_str("[rate_limits.citizen]\nper_second = 0\nburst = 0\n").unwrap();
+        assert_eq!(r.rate_limits.rates().citizen, cashback_api::rate::Rate::OFF);
+        assert!(toml::from_str::<FileConfig>("[rate_limits.citizen]\nper_second = 1\n").is_err(), "burst is required");
     }
 }

@@ -149,8 +149,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         periods: RwLock::new(Arc::new(Vec::new())),
         metrics: Some(metrics),
         rtd: cashback_api::rtd::RtdState::new(cfg.acquirer.rtd(), pgp_key, &salt_secret),
+        rate: cashback_api::rate::RateLimits::new(cfg.rate_limits.rates()),
         ranking: ranking.clone(),
     });
+    {
+        // Buckets of idle clients are dropped, so memory follows the recently active ones.
+        let st = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                st.rate.prune();
+            }
+        });
+    }
     state.refresh_periods().await?;
     {
         // Award periods change only by operator action (possibly from another process).

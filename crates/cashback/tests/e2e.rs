@@ -1026,3 +1026,40 @@ async fn graceful_shutdown_keeps_acknowledged_writes_sqlite() {
         assert_eq!(i["fiscalCode"], cf.as_str(), "{i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_identity_rate_limits_answer_429_sqlite() {
+    let db = Arc::new(TestDb::sqlite());
+    let config = db.dir.path().join("rates.toml");
+    std::fs::write(
+        &config,
+        "[rate_limits.citizen]\nper_second = 1\nburst = 3\n[rate_limits.issuer]\nper_second = 1\nburst = 2\n",
+    )
+    .unwrap();
+    let srv = Server::start(db.clone(), Opts::dev().arg("--config").arg(config.display().to_string())).await;
+    let (a, b) = (adult("RATEA"), adult("RATEB"));
+    let (ta, tb) = (srv.login(&a).await, srv.login(&b).await);
+    srv.io(PUT, "/bpd/io/citizen", &ta, None).await.expect(200);
+    srv.io(GET, "/bpd/io/citizen", &ta, None).await.expect(200);
+    srv.io(GET, "/bpd/io/citizen", &ta, None).await.expect(200);
+    // The 4th request within the second: 429 with Retry-After, nothing done.
+    let limited = srv.io(GET, "/bpd/io/citizen", &ta, None).await;
+    limited.problem(429, "too many requests");
+    assert_eq!(limited.header("retry-after"), Some("1"), "{limited}");
+    // Another citizen has their own budget.
+    srv.io(PUT, "/bpd/io/citizen", &tb, None).await.expect(200);
+    // After the wait, the first citizen is served again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    srv.io(GET, "/bpd/io/citizen", &ta, None).await.expect(200);
+    // Issuer keys are limited per key.
+    let issuer = srv.credential("issuer", "BANCA1").await;
+    let hb =
+        |cf: &str| srv.req(GET, &format!("/bpd/hb/citizens/{cf}")).header("Ocp-Apim-Subscription-Key", &issuer.key);
+    srv.send(hb(&a)).await.expect(200);
+    srv.send(hb(&b)).await.expect(200);
+    let limited = srv.send(hb(&a)).await;
+    limited.problem(429, "issuer");
+    assert!(limited.header("retry-after").is_some());
+    drop(srv);
+    db.cleanup().await;
+}
