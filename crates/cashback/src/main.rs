@@ -3,6 +3,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod acquirer_tool;
 mod bench;
 mod bench_ingest;
 mod config;
@@ -74,6 +75,8 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Data for the acquirer-ingest benchmark: seed enrollments, generate a synthetic file.
     BenchIngest(bench_ingest::BenchIngestArgs),
+    /// The acquirer's batch tool: hash, filter, validate, encrypt and send a transaction file.
+    Acquirer(acquirer_tool::AcquirerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,5 +89,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Ingest(args) => runtime.block_on(ingest::run(args)),
         Command::BenchIngest(args) => runtime.block_on(bench_ingest::run(args)),
+        Command::Acquirer(args) => runtime.block_on(acquirer_tool::run(args)),
     }
 }
