@@ -1,16 +1,29 @@
-//! `cashback bench`: a closed-loop load generator for the enrollment benchmark.
+//! `cashback bench`: a closed-loop HTTP load generator (enrollment and ranking benchmarks).
 //!
-//! Workload (documented in docs/benchmarks.md): `--citizens` adults are enrolled first (PUT
-//! /bpd/io/citizen) with tokens minted for a `--dev` server; then `--connections` keep-alive
-//! HTTP/1.1 connections each send requests back to back for `--duration` seconds:
+//! Workload (documented in docs/benchmarks.md): `--connections` keep-alive HTTP/1.1 connections
+//! each send requests back to back for `--duration` seconds after `--warmup` seconds:
 //! * `put`: PUT /bpd/io/payment-instruments/{hpan} with a new random hpan every request;
 //! * `get`: GET /bpd/io/payment-instruments/{hpan} of `--instruments` hpans enrolled beforehand.
+//!   (For both, `--citizens` adults are first enrolled with PUT /bpd/io/citizen.)
+//! * `ranking`: GET /bpd/io/citizen/v2/ranking?awardPeriodId=`--award-period-id` for random
+//!   citizens of a database seeded by `cashback bench-ingest seed --citizens N` (same fiscal
+//!   codes: [`crate::bench_ingest::citizen_code`]) and scored by `cashback ingest`. Tokens are
+//!   minted for `--token-pool` citizens drawn at random among the `--citizens` seeded ones; each
+//!   request picks one of them at random. Before the run, a sample of answers is fetched and
+//!   checked (one entry for the period, 1 ≤ rank ≤ participants + 1); a 503 there (board still
+//!   loading) is retried for up to `--ready-timeout` seconds.
+//! * `award-periods`: GET /bpd/io/award-periods/v2 with the same tokens (same authentication,
+//!   no store read: the baseline of the HTTP stack);
+//! * `health`: GET /health without a token (one trivial store read).
 //!
-//! Latency is recorded per request in an HdrHistogram (µs). Only loopback targets are allowed;
-//! the run is bounded in time and stops by itself.
+//! Latency is recorded per request in an HdrHistogram (µs); every status is counted. With
+//! `--server-pid`, the CPU time of the server and of this process over the measured window is
+//! reported (from /proc), with the whole machine's and the load average. Only loopback targets
+//! are allowed; the run is bounded in time and stops by itself.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -22,14 +35,37 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request};
+use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
+use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
+
+use crate::bench_ingest::{BENCH_PERIOD_ID, citizen_code};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Scenario {
     Put,
     Get,
+    Ranking,
+    AwardPeriods,
+    Health,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Put => "put",
+            Scenario::Get => "get",
+            Scenario::Ranking => "ranking",
+            Scenario::AwardPeriods => "award-periods",
+            Scenario::Health => "health",
+        }
+    }
+
+    /// Scenarios on an already seeded database (no enrollment setup).
+    fn on_seeded(self) -> bool {
+        matches!(self, Scenario::Ranking | Scenario::AwardPeriods | Scenario::Health)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -48,18 +84,32 @@ pub struct BenchArgs {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
-    /// Citizens to enroll and spread requests over.
+    /// `put`/`get`: citizens to enroll and spread requests over; `ranking`/`award-periods`:
+    /// citizens seeded by `bench-ingest seed --citizens` (numbers 0..N).
     #[arg(long, default_value_t = 1000)]
     pub citizens: u32,
     /// `get`: instruments enrolled beforehand.
     #[arg(long, default_value_t = 20_000)]
     pub instruments: u32,
+    /// `ranking`/`award-periods`: distinct seeded citizens (random) to mint tokens for.
+    #[arg(long, default_value_t = 100_000)]
+    pub token_pool: u32,
+    /// `ranking`: the award period asked.
+    #[arg(long, default_value_t = BENCH_PERIOD_ID)]
+    pub award_period_id: i64,
+    /// `ranking`: how long the pre-run check retries a 503 (board still loading), seconds.
+    #[arg(long, default_value_t = 300)]
+    pub ready_timeout: u64,
+    /// Report this server process's CPU time over the measured window (Linux /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// HS256 secret of the server's tokens (the `--dev` one by default).
     #[arg(long, default_value = crate::serve::DEV_JWT_SECRET, env = "CASHBACK_BENCH_JWT_SECRET")]
     pub jwt_secret: String,
 }
 
-/// An adult's valid fiscal code derived from `n`.
+/// An adult's valid fiscal code derived from `n` (the same code as
+/// [`crate::bench_ingest::citizen_code`]).
 pub fn fiscal_code(n: u32) -> FiscalCode {
     const L: &[u8; 26] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut n2 = n;
@@ -85,6 +135,23 @@ fn hpan(seed: u64, conn: usize, n: u64) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// splitmix64 (per connection: which citizen asks next).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
 async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -95,24 +162,191 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-async fn send(sender: &mut SendRequest<Full<Bytes>>, method: Method, path: &str, token: &str) -> anyhow::Result<u16> {
+fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
+    Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
+}
+
+/// One request; returns the status and the body.
+async fn send_req(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: Method,
+    uri: Uri,
+    auth: Option<&HeaderValue>,
+) -> anyhow::Result<(u16, Bytes)> {
     sender.ready().await?;
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(Bytes::new()))?;
-    let resp = sender.send_request(req).await?;
+    let mut b = Request::builder().method(method).uri(uri).header(HOST, HeaderValue::from_static("127.0.0.1"));
+    if let Some(a) = auth {
+        b = b.header(AUTHORIZATION, a.clone());
+    }
+    let resp = sender.send_request(b.body(Full::new(Bytes::new()))?).await?;
     let status = resp.status().as_u16();
-    resp.into_body().collect().await?;
-    Ok(status)
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+async fn send(sender: &mut SendRequest<Full<Bytes>>, method: Method, path: &str, token: &str) -> anyhow::Result<u16> {
+    Ok(send_req(sender, method, path.parse()?, Some(&bearer(token)?)).await?.0)
 }
 
 struct Outcome {
     hist: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
+}
+
+/// CPU counters at one instant (Linux /proc; zeros elsewhere).
+#[derive(Clone, Copy, Default)]
+struct CpuSnapshot {
+    at: Option<Instant>,
+    /// This process: user + system, clock ticks.
+    own: u64,
+    /// The server process, when given.
+    server: Option<u64>,
+    /// Whole machine (/proc/stat "cpu"): busy (user, nice, system, irq, softirq), steal, all.
+    busy: u64,
+    steal: u64,
+    all: u64,
+}
+
+/// utime + stime of a process, in clock ticks.
+fn proc_ticks(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command: state is field 3; utime, stime are fields 14, 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn snapshot(server_pid: Option<u32>) -> CpuSnapshot {
+    let mut s = CpuSnapshot {
+        at: Some(Instant::now()),
+        own: proc_ticks("self").unwrap_or(0),
+        server: server_pid.and_then(|p| proc_ticks(&p.to_string())),
+        ..Default::default()
+    };
+    if let Some(line) = std::fs::read_to_string("/proc/stat").ok().and_then(|t| t.lines().next().map(str::to_owned)) {
+        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        if v.len() >= 8 {
+            s.busy = v[0] + v[1] + v[2] + v[5] + v[6];
+            s.steal = v[7];
+            s.all = v[..8].iter().sum();
+        }
+    }
+    s
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// CPU use over the window, in cores (1.0 = one core busy the whole window). Assumes the usual
+/// 100 ticks per second of Linux.
+fn cpu_report(a: &CpuSnapshot, b: &CpuSnapshot) -> serde_json::Value {
+    const TICKS: f64 = 100.0;
+    let secs = match (a.at, b.at) {
+        (Some(x), Some(y)) => y.duration_since(x).as_secs_f64().max(1e-9),
+        _ => return serde_json::Value::Null,
+    };
+    let cores = |t: u64| ((t as f64 / TICKS / secs) * 100.0).round() / 100.0;
+    let all = (b.all - a.all).max(1) as f64;
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let share = |t: u64| ((t as f64 / all * n) * 100.0).round() / 100.0;
+    serde_json::json!({
+        "window_s": (secs * 10.0).round() / 10.0,
+        "machine_cores": n,
+        "generator_cores": cores(b.own - a.own),
+        "server_cores": match (a.server, b.server) { (Some(x), Some(y)) => serde_json::json!(cores(y - x)), _ => serde_json::Value::Null },
+        "machine_busy_cores": share(b.busy - a.busy),
+        "machine_steal_cores": share(b.steal - a.steal),
+    })
+}
+
+/// The citizens asked in the ranking scenarios: `pool` distinct numbers among `0..citizens`.
+fn pick_citizens(citizens: u32, pool: u32, seed: u64) -> Vec<u32> {
+    let pool = pool.min(citizens) as usize;
+    if pool == citizens as usize {
+        return (0..citizens).collect();
+    }
+    let mut rng = Rng(seed);
+    let mut seen = std::collections::HashSet::with_capacity(pool);
+    let mut out = Vec::with_capacity(pool);
+    while out.len() < pool {
+        let n = rng.below(citizens as usize) as u32;
+        if seen.insert(n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Fetches the ranking of up to 20 citizens of the pool and checks the answers; retries 503
+/// (rankings loading) until `ready_timeout`.
+async fn check_ranking(args: &BenchArgs, uri: &Uri, auths: &[HeaderValue]) -> anyhow::Result<serde_json::Value> {
+    let mut s = connect(args.target).await?;
+    let ready_by = Instant::now() + Duration::from_secs(args.ready_timeout);
+    let started = Instant::now();
+    let (mut ranked, mut unranked, mut participants) = (0u32, 0u32, 0u64);
+    let mut sample = serde_json::Value::Null;
+    let n = auths.len().min(20);
+    let mut i = 0;
+    while i < n {
+        let (st, body) = send_req(&mut s, Method::GET, uri.clone(), Some(&auths[i])).await?;
+        if st == 503 && Instant::now() < ready_by {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        if st != 200 {
+            bail!("ranking check: status {st}: {}", String::from_utf8_lossy(&body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).context("ranking check: not JSON")?;
+        let entries = v.as_array().context("ranking check: not an array")?;
+        if entries.len() != 1 || entries[0]["awardPeriodId"].as_i64() != Some(args.award_period_id) {
+            bail!("ranking check: expected one entry for period {}: {v}", args.award_period_id);
+        }
+        let e = &entries[0];
+        let rank = e["ranking"].as_u64().context("ranking check: no ranking")?;
+        let total = e["totalParticipants"].as_u64().context("ranking check: no totalParticipants")?;
+        let count = e["transactionNumber"].as_u64().context("ranking check: no transactionNumber")?;
+        if rank == 0 || rank > total + 1 || (rank <= total && count > e["maxTransactionNumber"].as_u64().unwrap_or(0)) {
+            bail!("ranking check: implausible answer {e}");
+        }
+        if rank <= total {
+            ranked += 1;
+        } else {
+            unranked += 1;
+        }
+        participants = total;
+        // The first ranked answer (or the first answer if none is ranked).
+        if sample.is_null() || (rank <= total && ranked == 1) {
+            sample = v.clone();
+        }
+        i += 1;
+    }
+    if ranked == 0 {
+        bail!("ranking check: none of the {n} sampled citizens is ranked (was the file ingested?)");
+    }
+    Ok(serde_json::json!({
+        "sampled": n, "ranked": ranked, "unranked": unranked, "participants": participants,
+        "ready_after_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0, "sample": sample,
+    }))
+}
+
+/// What each connection sends.
+enum Plan {
+    Put {
+        tokens: Arc<Vec<String>>,
+        seed: u64,
+    },
+    Get {
+        pool: Arc<Vec<(String, String)>>,
+    },
+    /// A fixed URI with one of `auths` (none: no Authorization header).
+    Fixed {
+        uri: Uri,
+        auths: Arc<Vec<HeaderValue>>,
+    },
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -122,69 +356,119 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.duration > 3600 || args.connections == 0 || args.connections > 10_000 || args.citizens == 0 {
         bail!("limits: duration ≤ 3600 s, 1 ≤ connections ≤ 10000, citizens ≥ 1");
     }
+    if args.scenario.on_seeded() && (args.token_pool == 0 || args.token_pool > 2_000_000) {
+        bail!("limits: 1 ≤ token-pool ≤ 2000000");
+    }
     let secret = Secret::new(args.jwt_secret.clone());
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
-    let tokens: Vec<String> =
-        (0..args.citizens).map(|n| mint_dev_token(&secret, &fiscal_code(n), now + 7200)).collect();
     let seed = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+    let mut check = serde_json::Value::Null;
 
-    // Setup: enroll citizens (and instruments for `get`), spread over the connections.
-    eprintln!("setup: enrolling {} citizens", args.citizens);
-    let setup_conns = args.connections.min(32);
-    let mut joins = Vec::new();
-    for c in 0..setup_conns {
-        let tokens = tokens.clone();
-        let (target, scenario, instruments) = (args.target, args.scenario, args.instruments);
-        joins.push(tokio::spawn(async move {
-            let mut s = connect(target).await?;
-            let mut i = c;
-            while i < tokens.len() {
-                let st = send(&mut s, Method::PUT, "/bpd/io/citizen", &tokens[i]).await?;
-                if st != 200 {
-                    bail!("citizen enrollment answered {st}");
-                }
-                i += setup_conns;
+    let plan = if args.scenario.on_seeded() {
+        let (uri, auths): (Uri, Vec<HeaderValue>) = match args.scenario {
+            Scenario::Health => ("/health".parse()?, Vec::new()),
+            s => {
+                let started = Instant::now();
+                let numbers = pick_citizens(args.citizens, args.token_pool, seed);
+                let auths = numbers
+                    .iter()
+                    .map(|&n| bearer(&mint_dev_token(&secret, &citizen_code(n)?, now + 7200)))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                eprintln!(
+                    "setup: {} tokens for citizens among 0..{} ({:.1} s)",
+                    auths.len(),
+                    args.citizens,
+                    started.elapsed().as_secs_f64()
+                );
+                let uri = if s == Scenario::Ranking {
+                    format!("/bpd/io/citizen/v2/ranking?awardPeriodId={}", args.award_period_id).parse()?
+                } else {
+                    "/bpd/io/award-periods/v2".parse()?
+                };
+                (uri, auths)
             }
-            let mut enrolled = Vec::new();
-            if scenario == Scenario::Get {
-                let mut k = c as u64;
-                while k < instruments as u64 {
-                    let tok = &tokens[(k % tokens.len() as u64) as usize];
-                    let h = hpan(seed, usize::MAX, k);
-                    let st = send(&mut s, Method::PUT, &format!("/bpd/io/payment-instruments/{h}"), tok).await?;
+        };
+        if args.scenario == Scenario::Ranking {
+            check = check_ranking(&args, &uri, &auths).await?;
+            eprintln!("check: {check}");
+        }
+        Plan::Fixed { uri, auths: Arc::new(auths) }
+    } else {
+        let tokens: Vec<String> =
+            (0..args.citizens).map(|n| mint_dev_token(&secret, &fiscal_code(n), now + 7200)).collect();
+        // Setup: enroll citizens (and instruments for `get`), spread over the connections.
+        eprintln!("setup: enrolling {} citizens", args.citizens);
+        let setup_conns = args.connections.min(32);
+        let mut joins = Vec::new();
+        for c in 0..setup_conns {
+            let tokens = tokens.clone();
+            let (target, scenario, instruments) = (args.target, args.scenario, args.instruments);
+            joins.push(tokio::spawn(async move {
+                let mut s = connect(target).await?;
+                let mut i = c;
+                while i < tokens.len() {
+                    let st = send(&mut s, Method::PUT, "/bpd/io/citizen", &tokens[i]).await?;
                     if st != 200 {
-                        bail!("instrument enrollment answered {st}");
+                        bail!("citizen enrollment answered {st}");
                     }
-                    enrolled.push((format!("/bpd/io/payment-instruments/{h}"), tok.clone()));
-                    k += setup_conns as u64;
+                    i += setup_conns;
                 }
-            }
-            Ok::<_, anyhow::Error>(enrolled)
-        }));
-    }
-    let mut pool: Vec<(String, String)> = Vec::new();
-    for j in joins {
-        pool.extend(j.await.context("setup task")??);
-    }
-    let pool = std::sync::Arc::new(pool);
-    let tokens = std::sync::Arc::new(tokens);
+                let mut enrolled = Vec::new();
+                if scenario == Scenario::Get {
+                    let mut k = c as u64;
+                    while k < instruments as u64 {
+                        let tok = &tokens[(k % tokens.len() as u64) as usize];
+                        let h = hpan(seed, usize::MAX, k);
+                        let st = send(&mut s, Method::PUT, &format!("/bpd/io/payment-instruments/{h}"), tok).await?;
+                        if st != 200 {
+                            bail!("instrument enrollment answered {st}");
+                        }
+                        enrolled.push((format!("/bpd/io/payment-instruments/{h}"), tok.clone()));
+                        k += setup_conns as u64;
+                    }
+                }
+                Ok::<_, anyhow::Error>(enrolled)
+            }));
+        }
+        let mut pool: Vec<(String, String)> = Vec::new();
+        for j in joins {
+            pool.extend(j.await.context("setup task")??);
+        }
+        match args.scenario {
+            Scenario::Get => Plan::Get { pool: Arc::new(pool) },
+            _ => Plan::Put { tokens: Arc::new(tokens), seed },
+        }
+    };
+    let plan = Arc::new(plan);
 
     eprintln!(
-        "running {:?} with {} connections: {} s warm-up, {} s measured",
-        args.scenario, args.connections, args.warmup, args.duration
+        "running {} with {} connections: {} s warm-up, {} s measured",
+        args.scenario.name(),
+        args.connections,
+        args.warmup,
+        args.duration
     );
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(args.warmup);
     let deadline = measure_from + Duration::from_secs(args.duration);
+    // CPU and load at both ends of the measured window.
+    let server_pid = args.server_pid;
+    let probe = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let (a, la) = (snapshot(server_pid), loadavg());
+        tokio::time::sleep_until(deadline.into()).await;
+        (a, la, snapshot(server_pid), loadavg())
+    });
     let mut joins = Vec::new();
     for c in 0..args.connections {
-        let (tokens, pool, target, scenario) = (tokens.clone(), pool.clone(), args.target, args.scenario);
+        let (plan, target) = (plan.clone(), args.target);
         joins.push(tokio::spawn(async move {
             let mut out = Outcome {
                 hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
                 statuses: BTreeMap::new(),
                 errors: 0,
             };
+            let mut rng = Rng(seed ^ (c as u64).wrapping_mul(0xA24B_AED4_963E_E407));
             let mut sender = None;
             let mut n: u64 = 0;
             while Instant::now() < deadline {
@@ -199,19 +483,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     }
                 }
                 let s = sender.as_mut().expect("connected");
-                let (method, path, token) = match scenario {
-                    Scenario::Put => {
+                let t0;
+                let res = match &*plan {
+                    Plan::Put { tokens, seed } => {
                         let tok = &tokens[(c + n as usize * 7) % tokens.len()];
-                        (Method::PUT, format!("/bpd/io/payment-instruments/{}", hpan(seed, c, n)), tok.as_str())
+                        let path = format!("/bpd/io/payment-instruments/{}", hpan(*seed, c, n));
+                        t0 = Instant::now();
+                        send(s, Method::PUT, &path, tok).await
                     }
-                    Scenario::Get => {
+                    Plan::Get { pool } => {
                         let (p, t) = &pool[(c * 7919 + n as usize * 104_729) % pool.len()];
-                        (Method::GET, p.clone(), t.as_str())
+                        t0 = Instant::now();
+                        send(s, Method::GET, p, t).await
+                    }
+                    Plan::Fixed { uri, auths } => {
+                        let auth = (!auths.is_empty()).then(|| &auths[rng.below(auths.len())]);
+                        t0 = Instant::now();
+                        send_req(s, Method::GET, uri.clone(), auth).await.map(|(st, _)| st)
                     }
                 };
                 n += 1;
-                let t0 = Instant::now();
-                let res = send(s, method, &path, token).await;
                 let measured = t0 >= measure_from && Instant::now() <= deadline;
                 match res {
                     Ok(st) => {
@@ -243,12 +534,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         errors += o.errors;
     }
+    let (cpu_a, load_a, cpu_b, load_b) = probe.await?;
     let total = hist.len();
     let rps = total as f64 / args.duration as f64;
     let non_2xx: u64 = statuses.iter().filter(|(k, _)| !(200..300).contains(*k)).map(|(_, v)| v).sum();
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    let report = serde_json::json!({
-        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+    let mut report = serde_json::json!({
+        "scenario": args.scenario.name(),
         "connections": args.connections,
         "duration_s": args.duration,
         "requests": total,
@@ -257,7 +549,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "statuses": statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
         "non_2xx": non_2xx,
         "transport_errors": errors,
+        "cpu": cpu_report(&cpu_a, &cpu_b),
+        "loadavg": { "start": load_a, "end": load_b },
     });
+    if !check.is_null() {
+        report["check"] = check;
+    }
     println!("{report}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fiscal_codes_match_the_seeded_ones() {
+        for n in [0, 1, 25, 26, 675, 999_999, 1_999_999, 308_915_775] {
+            assert_eq!(fiscal_code(n), citizen_code(n).unwrap(), "citizen {n}");
+        }
+    }
+
+    #[test]
+    fn picked_citizens_are_distinct_and_in_range() {
+        let v = pick_citizens(1_000, 300, 7);
+        let set: std::collections::HashSet<_> = v.iter().collect();
+        assert_eq!((v.len(), set.len()), (300, 300));
+        assert!(v.iter().all(|&n| n < 1_000));
+        assert_eq!(pick_citizens(10, 50, 7), (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn proc_ticks_reads_this_process() {
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(proc_ticks("self").is_some());
+        }
+    }
 }
