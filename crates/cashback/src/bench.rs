@@ -40,6 +40,9 @@ use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 
+// Which citizen asks next: the bench-data generator's splitmix64.
+use crate::bench_ingest::Rng;
+
 use crate::bench_ingest::{BENCH_PERIOD_ID, citizen_code};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -133,23 +136,6 @@ fn hpan(seed: u64, conn: usize, n: u64) -> String {
     h.update((conn as u64).to_le_bytes());
     h.update(n.to_le_bytes());
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// splitmix64 (per connection: which citizen asks next).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
@@ -273,7 +259,7 @@ fn pick_citizens(citizens: u32, pool: u32, seed: u64) -> Vec<u32> {
     let mut seen = std::collections::HashSet::with_capacity(pool);
     let mut out = Vec::with_capacity(pool);
     while out.len() < pool {
-        let n = rng.below(citizens as usize) as u32;
+        let n = rng.below(u64::from(citizens)) as u32;
         if seen.insert(n) {
             out.push(n);
         }
@@ -497,7 +483,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                         send(s, Method::GET, p, t).await
                     }
                     Plan::Fixed { uri, auths } => {
-                        let auth = (!auths.is_empty()).then(|| &auths[rng.below(auths.len())]);
+                        let auth = (!auths.is_empty()).then(|| &auths[rng.below(auths.len() as u64) as usize]);
                         t0 = Instant::now();
                         send_req(s, Method::GET, uri.clone(), auth).await.map(|(st, _)| st)
                     }
