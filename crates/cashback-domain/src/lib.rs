@@ -4,6 +4,7 @@
 //! Every value type here can only be built valid, through its `parse`/`new` constructor.
 
 pub mod acquirer;
+pub mod award;
 pub mod calendar;
 pub mod eligibility;
 pub mod enrollment;

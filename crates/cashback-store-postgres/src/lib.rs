@@ -58,6 +58,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "acquirer", include_str!("../migrations/0002_acquirer.sql")),
     (3, "scoring", include_str!("../migrations/0003_scoring.sql")),
+    (4, "close", include_str!("../migrations/0004_close.sql")),
 ];
 
 /// How many migrations this build knows (the latest version).
@@ -293,6 +294,8 @@ macro_rules! transaction {
         }
     }};
 }
+
+mod close;
 
 #[async_trait]
 impl Store for PgStore {

@@ -20,6 +20,7 @@
 //!   milliseconds before it is synced (and acknowledged); on a power loss in that window the
 //!   batch is lost as a whole, never half-applied.
 
+mod close;
 mod ops;
 mod pending;
 
@@ -109,6 +110,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "acquirer", include_str!("../migrations/0003_acquirer.sql")),
     (4, "transaction_indexes", include_str!("../migrations/0004_transaction_indexes.sql")),
     (5, "scoring", include_str!("../migrations/0005_scoring.sql")),
+    (6, "close", include_str!("../migrations/0006_close.sql")),
 ];
 
 fn poisoned() -> rusqlite::Error {

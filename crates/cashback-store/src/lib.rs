@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 
 pub mod acquirer;
 pub use acquirer::*;
+pub mod close;
+pub use close::*;
 pub mod import;
 pub use import::*;
 pub mod scoring;
@@ -188,7 +190,7 @@ pub struct ChannelCount {
 /// The storage port. Every method is one atomic database transaction; write methods return only
 /// after their transaction is durably committed.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: CloseStore + Send + Sync + 'static {
     /// Backend name for logs and metrics ("sqlite" / "postgres").
     fn backend(&self) -> &'static str;
 

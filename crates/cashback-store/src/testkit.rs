@@ -723,6 +723,321 @@ pub async fn scoring_follows_files(store: Arc<dyn Store>) {
     assert!(!store.citizen_period_totals(&b).await.unwrap()[0].enabled);
 }
 
+fn render_notice(n: NoticeFor<'_>) -> String {
+    match n {
+        NoticeFor::AwardComputed { award_id, award, .. } => {
+            format!("award {award_id} {}", award.decision.amount.cents())
+        }
+        NoticeFor::NotEligible { row, .. } => format!("not eligible {}", row.transactions),
+        NoticeFor::Payment { award } => format!("payment {} {}", award.award_id, award.status.as_str()),
+        NoticeFor::IbanMissing { award } => format!("iban missing {}", award.award_id),
+        NoticeFor::ComplaintDecided { complaint } => format!("complaint {}", complaint.status.as_str()),
+    }
+}
+
+fn name_payout(now: OffsetDateTime, chunk: u32, total: u32, rows: usize) -> String {
+    format!("PAYOUT.{}.{chunk:02}_{total:02}.{rows}.csv", now.unix_timestamp())
+}
+
+fn executed(yes: bool) -> TransferOutcome {
+    TransferOutcome {
+        result: if yes { "ORDINE ESEGUITO" } else { "KO" }.into(),
+        executed: yes,
+        reason: (!yes).then(|| "IBAN non valido".into()),
+        cro: yes.then(|| "CRO123".into()),
+        execution_date: Some(time::macros::date!(2021 - 08 - 20)),
+    }
+}
+
+/// Period close end to end: awards once (rank, caps, typology, withdrawn and below-minimum
+/// citizens), payout files (IBAN waiting, filled, re-issue after a failure), outcomes once per
+/// file with line-level rejections, complaints with corrections, integrations, the outbox with
+/// leases and retries, and once-only job claims.
+pub async fn period_close_lifecycle(store: Arc<dyn Store>) {
+    use cashback_domain::Money;
+    let period = AwardPeriod {
+        min_transaction_number: 2,
+        min_position: 1,
+        ..cashback_domain::period::default_programme()[1].clone()
+    };
+    store.upsert_award_period(&period).await.unwrap();
+    let t = datetime!(2021-01-10 10:00 UTC);
+    let (a, b, c, d) = (fiscal_code(100), fiscal_code(101), fiscal_code(102), fiscal_code(103));
+    for cf in [&a, &b, &c, &d] {
+        store.enroll_citizen(cf, None, &io(), t).await.unwrap();
+    }
+    store.set_payoff(&a, payoff("IT60X0542811101000000123456"), t).await.unwrap();
+    let mut rows = Vec::new();
+    let mut n = 0;
+    for (cf, count, cents) in [(&a, 3, 2_000), (&b, 2, 1_000), (&c, 1, 1_000), (&d, 2, 1_000)] {
+        for _ in 0..count {
+            n += 1;
+            rows.push(StoredTransaction {
+                amount_cents: cents,
+                reversal: false,
+                ..stored_trx(n, n, Some((cf, 1)), t + secs(n as i64 * 60))
+            });
+        }
+    }
+    ingest_file(&store, "CSTAR.12345.TRNLOG.20210111.010000.001.csv", rows, t + secs(86_400)).await;
+    store.withdraw_citizen(&d, &io(), t + secs(2 * 86_400)).await.unwrap();
+
+    let now = datetime!(2021-07-11 06:00 UTC);
+    assert_eq!(store.close_summary(1).await.unwrap(), None);
+    let closed = store.close_period(&period, render_notice, now).await.unwrap();
+    let CloseOutcome::Closed(summary) = closed else { panic!("first close: {closed:?}") };
+    assert_eq!((summary.citizens, summary.awards, summary.not_eligible, summary.super_cashback_winners), (4, 2, 1, 1));
+    assert_eq!(summary.amount, Money::from_cents(150_600 + 200));
+    assert_eq!(
+        (summary.cashback, summary.jackpot, summary.without_iban),
+        (Money::from_cents(800), Money::from_cents(150_000), 1)
+    );
+    let again = store.close_period(&period, render_notice, now + secs(60)).await.unwrap();
+    assert_eq!(again, CloseOutcome::AlreadyClosed(summary), "closing twice changes nothing");
+    assert_eq!(store.close_summary(1).await.unwrap(), Some(summary));
+
+    let aw_a = store.citizen_awards(&a).await.unwrap();
+    assert_eq!(aw_a.len(), 1);
+    let aw_a = aw_a[0].clone();
+    assert_eq!((aw_a.kind, aw_a.status, aw_a.typology.as_str()), (AwardKind::Award, AwardStatus::New, "03"));
+    assert_eq!(
+        (aw_a.amount, aw_a.cashback, aw_a.jackpot),
+        (Money::from_cents(150_600), Money::from_cents(600), Money::from_cents(150_000))
+    );
+    assert_eq!((aw_a.transactions, aw_a.rank, aw_a.period_cap_applied), (3, Some(1), false));
+    assert_eq!(aw_a.payoff.as_ref().map(|p| p.iban.as_str()), Some("IT60X0542811101000000123456"));
+    let aw_b = store.citizen_awards(&b).await.unwrap().remove(0);
+    assert_eq!(
+        (aw_b.typology.as_str(), aw_b.amount, aw_b.rank, aw_b.payoff.is_none()),
+        ("01", Money::from_cents(200), Some(2), true)
+    );
+    assert!(store.citizen_awards(&c).await.unwrap().is_empty(), "below the minimum");
+    assert!(store.citizen_awards(&d).await.unwrap().is_empty(), "withdrawn");
+    assert_eq!(store.get_award(aw_a.award_id).await.unwrap(), Some(aw_a.clone()));
+    assert_eq!(store.get_award(999_999).await.unwrap(), None);
+    assert_eq!(store.outbox_counts().await.unwrap(), OutboxCounts { pending: 3, sent: 0, failed: 0 });
+
+    // Payout: A is paid, B waits for an IBAN (one reminder, however many runs).
+    let p1 = store.prepare_payout(10, name_payout, render_notice, now).await.unwrap();
+    assert_eq!((p1.iban_filled, p1.reissued, p1.waiting_for_iban, p1.files.len()), (0, 0, 1, 1));
+    let f1 = p1.files[0].clone();
+    assert_eq!((f1.rows, f1.amount, f1.chunk, f1.total_chunks, f1.sha256.clone()), (1, aw_a.amount, 1, 1, None));
+    let in_file = store.payout_file_awards(f1.payout_file_id).await.unwrap();
+    assert_eq!(in_file.len(), 1);
+    assert_eq!(
+        (in_file[0].award_id, in_file[0].status, in_file[0].payout_file_id),
+        (aw_a.award_id, AwardStatus::Sent, Some(f1.payout_file_id))
+    );
+    store.payout_file_written(f1.payout_file_id, "abc").await.unwrap();
+    store.payout_file_written(f1.payout_file_id, "abc").await.unwrap();
+    assert!(store.payout_file_written(f1.payout_file_id, "def").await.is_err(), "a regenerated file must be identical");
+    let p2 = store.prepare_payout(10, name_payout, render_notice, now + secs(1)).await.unwrap();
+    assert_eq!((p2.waiting_for_iban, p2.files.len()), (1, 0));
+    assert_eq!(store.outbox_counts().await.unwrap().pending, 4, "one IBAN reminder");
+    store.set_payoff(&b, payoff("IT02L1234512345123456789012"), now).await.unwrap();
+    let p3 = store.prepare_payout(1, name_payout, render_notice, now + secs(2)).await.unwrap();
+    assert_eq!((p3.iban_filled, p3.waiting_for_iban, p3.files.len()), (1, 0, 1));
+    let f3 = p3.files[0].clone();
+    assert_eq!(store.payout_file_awards(f3.payout_file_id).await.unwrap()[0].award_id, aw_b.award_id);
+    assert_eq!(store.payout_files(None).await.unwrap().len(), 2);
+    assert_eq!(store.payout_files(Some(f3.run_id)).await.unwrap(), vec![f3.clone()]);
+
+    // Outcomes: A executed, B failed, an unknown id and a never-sent award rejected by line.
+    let lines = vec![
+        OutcomeUpdate { line: 1, award_id: aw_a.award_id, outcome: executed(true) },
+        OutcomeUpdate { line: 2, award_id: aw_b.award_id, outcome: executed(false) },
+        OutcomeUpdate { line: 3, award_id: 999_999, outcome: executed(true) },
+    ];
+    let o = store.apply_outcomes("OUT.1.csv", "sha1", lines.clone(), render_notice, now + secs(3)).await.unwrap();
+    let InboundOutcome::Applied { applied, unchanged, rejected } = o else { panic!("{o:?}") };
+    assert_eq!((applied, unchanged), (2, 0));
+    assert_eq!(rejected.len(), 1);
+    assert_eq!((rejected[0].line, rejected[0].field.as_str()), (3, "uniqueID"));
+    assert_eq!(
+        store.apply_outcomes("OUT.1.csv", "sha1", lines.clone(), render_notice, now).await.unwrap(),
+        InboundOutcome::AlreadyApplied
+    );
+    assert_eq!(
+        store.apply_outcomes("OUT.1.csv", "other", lines.clone(), render_notice, now).await.unwrap(),
+        InboundOutcome::NameConflict
+    );
+    let same = store.apply_outcomes("OUT.2.csv", "sha2", lines[..2].to_vec(), render_notice, now).await.unwrap();
+    assert_eq!(same, InboundOutcome::Applied { applied: 0, unchanged: 2, rejected: vec![] });
+    let a_paid = store.get_award(aw_a.award_id).await.unwrap().unwrap();
+    assert_eq!((a_paid.status, a_paid.outcome.clone()), (AwardStatus::Executed, Some(executed(true))));
+    assert_eq!(store.get_award(aw_b.award_id).await.unwrap().unwrap().status, AwardStatus::Failed);
+    assert_eq!(store.outbox_counts().await.unwrap().pending, 6, "two payment notices");
+
+    // The failed transfer is re-issued once the IBAN differs from the one that failed.
+    let p4 = store.prepare_payout(10, name_payout, render_notice, now + secs(4)).await.unwrap();
+    assert_eq!((p4.reissued, p4.files.len()), (0, 0), "same IBAN: nothing to re-issue");
+    store.set_payoff(&b, payoff("IT60X0542811101000000999999"), now).await.unwrap();
+    let p5 = store.prepare_payout(10, name_payout, render_notice, now + secs(5)).await.unwrap();
+    assert_eq!((p5.reissued, p5.files.len()), (1, 1));
+    let re = store.payout_file_awards(p5.files[0].payout_file_id).await.unwrap().remove(0);
+    assert_eq!((re.kind, re.related_id, re.amount), (AwardKind::Reissue, Some(aw_b.award_id), aw_b.amount));
+    assert_eq!(re.payoff.as_ref().map(|p| p.iban.as_str()), Some("IT60X0542811101000000999999"));
+    let p6 = store.prepare_payout(10, name_payout, render_notice, now + secs(6)).await.unwrap();
+    assert_eq!((p6.reissued, p6.files.len()), (0, 0), "re-issued once");
+
+    // Complaints: one open per kind, decided once, an accepted one paid as a correction.
+    let filed = store.file_complaint(&a, 1, ComplaintKind::WrongAmount, "missing €5", now).await.unwrap();
+    let FileComplaintOutcome::Created(cmp) = filed else { panic!("{filed:?}") };
+    assert_eq!((cmp.status, cmp.kind, cmp.award_period_id), (ComplaintStatus::Open, ComplaintKind::WrongAmount, 1));
+    let dup = store.file_complaint(&a, 1, ComplaintKind::WrongAmount, "again", now).await.unwrap();
+    assert_eq!(dup, FileComplaintOutcome::AlreadyOpen(cmp.clone()));
+    assert_eq!(
+        store.file_complaint(&fiscal_code(999), 1, ComplaintKind::WrongAmount, "x", now).await.unwrap(),
+        FileComplaintOutcome::CitizenNotFound
+    );
+    let other = store.file_complaint(&b, 1, ComplaintKind::PaymentNotReceived, "nothing came", now).await.unwrap();
+    let FileComplaintOutcome::Created(other) = other else { panic!() };
+    assert_eq!(store.list_complaints(Some(ComplaintStatus::Open), 10).await.unwrap().len(), 2);
+    let accept = ComplaintDecision::Accept { correction: Money::from_cents(500), note: Some("receipt checked".into()) };
+    let decided = store.decide_complaint(cmp.complaint_id, accept.clone(), render_notice, now).await.unwrap();
+    let DecideComplaintOutcome::Decided(done) = decided else { panic!("{decided:?}") };
+    assert_eq!((done.status, done.correction), (ComplaintStatus::Accepted, Some(Money::from_cents(500))));
+    let corr = store.get_award(done.correction_award_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (corr.kind, corr.status, corr.amount, corr.related_id, corr.complaint_id),
+        (AwardKind::Correction, AwardStatus::New, Money::from_cents(500), Some(aw_a.award_id), Some(cmp.complaint_id))
+    );
+    assert!(matches!(
+        store.decide_complaint(cmp.complaint_id, accept, render_notice, now).await.unwrap(),
+        DecideComplaintOutcome::Unchanged(_)
+    ));
+    assert!(matches!(
+        store
+            .decide_complaint(cmp.complaint_id, ComplaintDecision::Reject { note: None }, render_notice, now)
+            .await
+            .unwrap(),
+        DecideComplaintOutcome::Conflict(_)
+    ));
+    let rej = store
+        .decide_complaint(
+            other.complaint_id,
+            ComplaintDecision::Reject { note: Some("paid".into()) },
+            render_notice,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(rej, DecideComplaintOutcome::Decided(ref c) if c.status == ComplaintStatus::Rejected && c.correction_award_id.is_none())
+    );
+    assert_eq!(
+        store.decide_complaint(424_242, ComplaintDecision::Reject { note: None }, render_notice, now).await.unwrap(),
+        DecideComplaintOutcome::NotFound
+    );
+    assert_eq!(store.citizen_complaints(&a).await.unwrap().len(), 1);
+    let p7 = store.prepare_payout(10, name_payout, render_notice, now + secs(7)).await.unwrap();
+    assert_eq!(p7.files.len(), 1);
+    assert_eq!(store.payout_file_awards(p7.files[0].payout_file_id).await.unwrap()[0].award_id, corr.award_id);
+
+    // Integration payments made by the agent: once per agent id; unknown citizen rejected.
+    let integration = |line: u64, agent_id: i64, cf: &FiscalCode| IntegrationPayment {
+        line,
+        agent_id,
+        related_id: Some(aw_a.award_id),
+        fiscal_code: cf.as_str().into(),
+        iban: "IT60X0542811101000000123456".into(),
+        holder_name: Some("Mario".into()),
+        holder_surname: Some("Rossi".into()),
+        amount: Money::from_cents(300),
+        cashback: Money::from_cents(300),
+        jackpot: Money::ZERO,
+        period_start: period.start,
+        period_end: period.end,
+        complaint_id: Some(77),
+        outcome: executed(true),
+    };
+    let i1 = store
+        .apply_integrations(
+            "INT.1.csv",
+            "i1",
+            vec![integration(1, 5001, &a), integration(2, 5002, &fiscal_code(999))],
+            now,
+        )
+        .await
+        .unwrap();
+    let InboundOutcome::Applied { applied, rejected, .. } = i1 else { panic!("{i1:?}") };
+    assert_eq!((applied, rejected.len(), rejected[0].line, rejected[0].field.as_str()), (1, 1, 2, "fiscalCode"));
+    let i2 = store.apply_integrations("INT.2.csv", "i2", vec![integration(1, 5001, &a)], now).await.unwrap();
+    assert_eq!(i2, InboundOutcome::Applied { applied: 0, unchanged: 1, rejected: vec![] });
+    let all_a = store.citizen_awards(&a).await.unwrap();
+    assert_eq!(
+        all_a.iter().map(|x| x.kind).collect::<Vec<_>>(),
+        vec![AwardKind::Award, AwardKind::Correction, AwardKind::Integration]
+    );
+    assert_eq!(all_a[2].status, AwardStatus::Integration);
+    // Conservation: the period's awards add up to the summary.
+    let mut period_awards = store.citizen_awards(&a).await.unwrap();
+    period_awards.extend(store.citizen_awards(&b).await.unwrap());
+    let originals: Vec<&Award> = period_awards.iter().filter(|x| x.kind == AwardKind::Award).collect();
+    assert_eq!(sum_amounts(originals.iter().copied()), summary.amount);
+
+    // Outbox: leased items are hidden, results are kept, retries come back when due.
+    let pending = store.outbox_counts().await.unwrap().pending;
+    let now = now + secs(10); // every notice above is due
+    assert_eq!(pending, 8, "3 from the close, 1 reminder, 2 payments, 2 complaint decisions");
+    let claimed = store.claim_notifications(100, time::Duration::seconds(60), now).await.unwrap();
+    assert_eq!(claimed.len() as u64, pending);
+    assert!(claimed.windows(2).all(|w| w[0].notification_id < w[1].notification_id));
+    assert!(
+        claimed.iter().any(|i| i.payload == format!("award {} 150600", aw_a.award_id) && i.fiscal_code == a.as_str())
+    );
+    assert!(store.claim_notifications(100, time::Duration::seconds(60), now).await.unwrap().is_empty(), "leased");
+    store
+        .notification_result(claimed[0].notification_id, DeliveryResult::Sent { message_id: "m1".into() }, now)
+        .await
+        .unwrap();
+    store
+        .notification_result(
+            claimed[1].notification_id,
+            DeliveryResult::Retry { error: "429".into(), next_attempt: now + secs(10) },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .notification_result(claimed[2].notification_id, DeliveryResult::Failed { error: "400".into() }, now)
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_counts().await.unwrap(), OutboxCounts { pending: pending - 2, sent: 1, failed: 1 });
+    let retry = store.claim_notifications(100, time::Duration::seconds(60), now + secs(11)).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!((retry[0].notification_id, retry[0].attempts), (claimed[1].notification_id, 1));
+    let later = store.claim_notifications(100, time::Duration::seconds(60), now + secs(61)).await.unwrap();
+    assert_eq!(later.len() as u64, pending - 3);
+    let queued = store
+        .enqueue_notifications(
+            vec![NewNotification { key: "k1".into(), fiscal_code: a.as_str().into(), payload: "x".into() }; 2],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued, 1, "a key is queued once");
+    // "Period over" to every enrolled citizen who accepted the T&C before the cut-off (D withdrew).
+    let ended = store.enqueue_for_enrolled("period-ended:1:", "over", t + secs(1), now).await.unwrap();
+    assert_eq!(ended, 3);
+    assert_eq!(store.enqueue_for_enrolled("period-ended:1:", "over", t + secs(1), now).await.unwrap(), 0, "once");
+    assert_eq!(
+        store.enqueue_for_enrolled("period-ended:9:", "over", t, now).await.unwrap(),
+        0,
+        "accepted after the cut-off"
+    );
+
+    // Jobs: one claim wins; a stale unfinished claim is taken over; a finished one never.
+    let stale = time::Duration::minutes(30);
+    assert!(store.claim_job("awards:1", stale, now).await.unwrap());
+    assert!(!store.claim_job("awards:1", stale, now + secs(5)).await.unwrap());
+    assert!(!store.job_done("awards:1").await.unwrap());
+    assert!(store.claim_job("awards:1", stale, now + secs(31 * 60)).await.unwrap(), "taken over");
+    store.finish_job("awards:1", "ok", now + secs(32 * 60)).await.unwrap();
+    assert!(store.job_done("awards:1").await.unwrap());
+    assert!(!store.claim_job("awards:1", stale, now + secs(999 * 60)).await.unwrap());
+}
+
 /// Expands to one `#[tokio::test]` per contract story. `$make` is an async expression that
 /// returns a fresh `Arc<dyn Store>`.
 #[macro_export]
@@ -744,7 +1059,8 @@ macro_rules! contract_tests {
             enrollment_index_reflects_windows,
             acquirer_views,
             bulk_import_of_enrollments,
-            scoring_follows_files
+            scoring_follows_files,
+            period_close_lifecycle
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -32,6 +32,65 @@ pub struct FileConfig {
     pub acquirer: AcquirerConfig,
     #[serde(default)]
     pub ranking: RankingConfig,
+    #[serde(default)]
+    pub payout: PayoutConfig,
+    /// Citizen notifications (default: the log sender).
+    pub notifications: Option<cashback_notify::NotifyConfig>,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+}
+
+impl FileConfig {
+    /// The notification settings: the configured ones, or the log sender with defaults.
+    pub fn notifications(&self) -> cashback_notify::NotifyConfig {
+        self.notifications
+            .clone()
+            .unwrap_or_else(|| cashback_notify::NotifyConfig::new(cashback_notify::SenderKind::Log))
+    }
+}
+
+/// Payout files to the payout agent (Consap).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayoutConfig {
+    /// Where payout files are written (a transfer agent picks them up from there).
+    pub out_dir: PathBuf,
+    /// The agent's ASCII-armoured OpenPGP public key: files are written as `<name>.pgp`. Without
+    /// one the plain CSV is written (development).
+    pub agent_public_key_file: Option<PathBuf>,
+    /// Most rows per file (at most 1,000,000).
+    pub max_rows: usize,
+    /// Also write each file as a SEPA credit transfer (pain.001.001.03) from this account.
+    pub sepa: Option<SepaConfig>,
+}
+
+impl Default for PayoutConfig {
+    fn default() -> Self {
+        Self { out_dir: PathBuf::from("payout"), agent_public_key_file: None, max_rows: 1_000_000, sepa: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SepaConfig {
+    pub debtor_name: String,
+    pub debtor_iban: String,
+    pub debtor_bic: Option<String>,
+}
+
+/// The period-close scheduler and the notification dispatcher of `serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    /// Seconds between scheduler ticks.
+    pub tick_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { enabled: true, tick_secs: 60 }
+    }
 }
 
 /// The in-memory Super Cashback rankings.

@@ -8,6 +8,7 @@ mod bench;
 mod bench_ingest;
 mod config;
 mod ingest;
+mod period;
 mod serve;
 
 use std::net::SocketAddr;
@@ -77,6 +78,8 @@ enum Command {
     BenchIngest(bench_ingest::BenchIngestArgs),
     /// The acquirer's batch tool: hash, filter, validate, encrypt and send a transaction file.
     Acquirer(acquirer_tool::AcquirerArgs),
+    /// Period close: awards, payout files, the payout agent's outcomes, complaints, notifications.
+    Period(period::PeriodArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,5 +93,6 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => runtime.block_on(ingest::run(args)),
         Command::BenchIngest(args) => runtime.block_on(bench_ingest::run(args)),
         Command::Acquirer(args) => runtime.block_on(acquirer_tool::run(args)),
+        Command::Period(args) => runtime.block_on(period::run(args)),
     }
 }

@@ -180,6 +180,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The rankings: first load in the background (ranking endpoints answer 503 until it is
     // done), then the change feed every `ranking.refresh_ms`.
     tokio::spawn(ranking.run_refresher(store.clone()));
+    // Period close: the scheduler (each step once across all nodes) and the outbox dispatcher.
+    if cfg.scheduler.enabled {
+        let ncfg = cfg.notifications();
+        let sender = cashback_notify::build_sender(&ncfg).map_err(|e| anyhow::anyhow!("notifications.{e}"))?;
+        tokio::spawn(crate::period::run_dispatcher(store.clone(), sender, ncfg));
+        let tick = Duration::from_secs(cfg.scheduler.tick_secs.max(1));
+        tokio::spawn(crate::period::run_scheduler(store.clone(), cfg.payout.clone(), tick));
+    }
     let app = cashback_api::router(state.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     tracing::info!(%listen, backend = store.backend(), dev, openapi = cashback_api::OPENAPI_PATH, "cashback serving");
