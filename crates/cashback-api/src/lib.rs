@@ -5,6 +5,7 @@
 //! case → `Store` trait. Errors are `ApiError`, rendered as problem+json.
 
 pub mod auth;
+pub mod close;
 pub mod core;
 pub mod dto;
 pub mod error;
@@ -51,7 +52,8 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         winning::io_total_cashback, winning::io_ranking_v2, winning::io_ranking_milestone, winning::io_ranking_v1,
         winning::io_transactions_v2, winning::io_count_by_day, winning::io_transactions_v1,
         winning::hb_ranking_v1, winning::hb_ranking_v2, winning::hb_total_cashback, winning::hb_total_cashback_v2,
-        ops::period_ranking
+        ops::period_ranking, close::io_awards, close::io_complaints, close::io_file_complaint, close::ops_complaints,
+        close::ops_decide_complaint, close::ops_close_summary, close::ops_outbox
     ),
     modifiers(&SecuritySchemes),
     tags((name = "io", description = "Citizen app (Bearer token)"), (name = "hb", description = "Issuers (Ocp-Apim-Subscription-Key)"),
@@ -184,6 +186,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/bpd/hb/winning-transactions/v2/total-cashback", get(winning::hb_total_cashback_v2))
         // Operators
         .route("/bpd/ops/award-periods/{awardPeriodId}/ranking", get(ops::period_ranking))
+        .route("/bpd/ops/award-periods/{awardPeriodId}/close", get(close::ops_close_summary))
+        .route("/bpd/ops/complaints", get(close::ops_complaints))
+        .route("/bpd/ops/complaints/{complaintId}/decision", post(close::ops_decide_complaint))
+        .route("/bpd/ops/notifications", get(close::ops_outbox))
+        .route("/bpd/io/awards", get(close::io_awards))
+        .route("/bpd/io/complaints", get(close::io_complaints).post(close::io_file_complaint))
         // Payment Manager
         .route("/bpd/pm/payment-instrument/{hpan}", axum::routing::delete(hb::pm_delete_instrument));
     if state.dev {

@@ -11,10 +11,12 @@
 
 mod config;
 mod notice;
+mod outbox;
 mod sender;
 mod text;
 
 pub use config::{NotifyConfig, Secret, SenderKind, build_sender};
 pub use notice::{IBAN_EDIT_CTA, MARKDOWN_CHARS, Message, Notice, SUBJECT_CHARS, render};
+pub use outbox::outbox_payload;
 pub use sender::{DEFAULT_TTL_SECONDS, IoSender, LogSender, MAX_ATTEMPTS, SendError, Sender, next_attempt};
 pub use text::{format_date, format_euro, mask_fiscal_code, mask_iban, period_name, period_ordinal};

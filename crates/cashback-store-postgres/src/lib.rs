@@ -467,4 +467,14 @@ impl Store for PgStore {
         batch.check_size().map_err(StoreError::Other)?;
         transaction!(self, "import_enrollments", |c| ops::import_enrollments(c, &batch))
     }
+
+    async fn import_period_totals(
+        &self,
+        award_period_id: i64,
+        rows: Vec<ImportedTotals>,
+        now: OffsetDateTime,
+    ) -> StoreResult<TotalsImportOutcome> {
+        check_totals_batch(&rows).map_err(StoreError::Other)?;
+        transaction!(self, "import_period_totals", |c| ops::import_period_totals(c, award_period_id, &rows, now))
+    }
 }

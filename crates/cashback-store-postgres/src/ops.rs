@@ -1179,17 +1179,20 @@ pub async fn import_enrollments(c: &mut PgConnection, batch: &EnrollmentImport) 
         let cf: Vec<&str> = batch.citizens.iter().map(|x| x.fiscal_code.as_str()).collect();
         let tc: Vec<OffsetDateTime> = batch.citizens.iter().map(|x| pg_time(x.terms_accepted_at)).collect();
         let ch: Vec<&str> = batch.citizens.iter().map(|x| x.channel.as_str()).collect();
+        let iban: Vec<Option<&str>> = batch.citizens.iter().map(|x| x.iban.as_deref()).collect();
         let created: i64 = sqlx::query_scalar(
             "WITH ins AS ( \
-                 INSERT INTO citizen (fiscal_code, enabled, timestamp_tc, opt_in_status, channel, created_at, updated_at) \
-                 SELECT u.cf, true, u.tc, 'NOREQ', u.ch, u.tc, u.tc \
-                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[]) AS u(cf, tc, ch) \
+                 INSERT INTO citizen (fiscal_code, enabled, timestamp_tc, opt_in_status, channel, payoff_instr, \
+                 payoff_instr_type, created_at, updated_at) \
+                 SELECT u.cf, true, u.tc, 'NOREQ', u.ch, u.iban, CASE WHEN u.iban IS NULL THEN NULL ELSE 'IBAN' END, u.tc, u.tc \
+                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[]) AS u(cf, tc, ch, iban) \
                  ON CONFLICT (fiscal_code) DO NOTHING RETURNING 1 \
              ) SELECT count(*) FROM ins",
         )
         .bind(&cf)
         .bind(&tc)
         .bind(&ch)
+        .bind(&iban)
         .fetch_one(&mut *c)
         .await?;
         out.citizens_created = created as u64;
@@ -1449,4 +1452,44 @@ pub async fn standing_changes(c: &mut PgConnection, after: i64, limit: u32) -> s
         })
     })
     .collect()
+}
+
+pub async fn import_period_totals(
+    c: &mut PgConnection,
+    period: i64,
+    rows: &[ImportedTotals],
+    now: OffsetDateTime,
+) -> sqlx::Result<Step<TotalsImportOutcome>> {
+    sqlx::query("SET LOCAL statement_timeout = '5min'").execute(&mut *c).await?;
+    // Sequence numbers must become visible in order (see `scoring_lock`).
+    scoring_lock(&mut *c).await?;
+    let cf: Vec<&str> = rows.iter().map(|r| r.fiscal_code.as_str()).collect();
+    let cb: Vec<i64> = rows.iter().map(|r| r.cashback.cents()).collect();
+    let sc: Vec<i64> = rows.iter().map(|r| r.score_total.cents()).collect();
+    let n: Vec<i32> = rows.iter().map(|r| r.transactions.min(i32::MAX as u32) as i32).collect();
+    let last: Vec<Option<OffsetDateTime>> = rows
+        .iter()
+        .map(|r| {
+            r.last_counted_us.and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).ok())
+        })
+        .collect();
+    let created = sqlx::query(
+        "INSERT INTO citizen_period (fiscal_code, award_period_id, citizen_id, enabled, cashback_cents, score_total_cents, \
+         transactions, last_counted_at, seq, updated_at) \
+         SELECT z.fiscal_code, $1, z.citizen_id, z.enabled, u.cb, u.sc, u.n, u.last, nextval('citizen_period_seq'), $7 \
+         FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::timestamptz[]) AS u(cf, cb, sc, n, last) \
+         JOIN citizen z ON z.fiscal_code = u.cf ORDER BY u.cf \
+         ON CONFLICT (fiscal_code, award_period_id) DO NOTHING",
+    )
+    .bind(period)
+    .bind(&cf)
+    .bind(&cb)
+    .bind(&sc)
+    .bind(&n)
+    .bind(&last)
+    .bind(pg_time(now))
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    Ok(Step::Done(TotalsImportOutcome { created, skipped: rows.len() as u64 - created }))
 }

@@ -102,6 +102,8 @@ pub struct SqliteStore {
     /// One file finishes (merge, scoring, DONE) at a time, so the totals written for a citizen
     /// always include every merged row (see `finish_acquirer_file`).
     finish_lock: tokio::sync::Mutex<()>,
+    /// The writer's normal page cache (KiB); bulk steps raise it for their duration.
+    writer_cache_kib: i64,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -223,6 +225,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(handle)),
             path,
             finish_lock: tokio::sync::Mutex::new(()),
+            writer_cache_kib: opts.writer_cache_kib.max(64),
         }))
     }
 
@@ -787,5 +790,15 @@ impl Store for SqliteStore {
     async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome> {
         batch.check_size().map_err(StoreError::Other)?;
         self.write(move |c| ops::import_enrollments(c, &batch)).await
+    }
+
+    async fn import_period_totals(
+        &self,
+        award_period_id: i64,
+        rows: Vec<ImportedTotals>,
+        now: OffsetDateTime,
+    ) -> StoreResult<TotalsImportOutcome> {
+        check_totals_batch(&rows).map_err(StoreError::Other)?;
+        self.write(move |c| ops::import_period_totals(c, award_period_id, &rows, now)).await
     }
 }

@@ -847,11 +847,14 @@ pub fn load_enrollment_index(c: &mut Connection) -> rusqlite::Result<EnrollmentI
 pub fn import_enrollments(c: &Connection, batch: &EnrollmentImport) -> rusqlite::Result<ImportOutcome> {
     let mut out = ImportOutcome::default();
     let mut cit = c.prepare_cached(
-        "INSERT INTO citizen (fiscal_code, enabled, timestamp_tc, opt_in_status, channel, created_at, updated_at) \
-         VALUES (?1, 1, ?2, 'NOREQ', ?3, ?2, ?2) ON CONFLICT (fiscal_code) DO NOTHING",
+        "INSERT INTO citizen (fiscal_code, enabled, timestamp_tc, opt_in_status, channel, payoff_instr, payoff_instr_type, \
+         created_at, updated_at) VALUES (?1, 1, ?2, 'NOREQ', ?3, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE 'IBAN' END, ?2, ?2) \
+         ON CONFLICT (fiscal_code) DO NOTHING",
     )?;
     for ct in &batch.citizens {
-        if cit.execute(params![ct.fiscal_code.as_str(), micros(ct.terms_accepted_at), ct.channel.as_str()])? > 0 {
+        if cit.execute(params![ct.fiscal_code.as_str(), micros(ct.terms_accepted_at), ct.channel.as_str(), ct.iban])?
+            > 0
+        {
             out.citizens_created += 1;
         } else {
             out.citizens_existing += 1;
@@ -1119,4 +1122,50 @@ pub fn write_scored(
         seq += 1;
     }
     Ok(())
+}
+
+pub fn import_period_totals(
+    c: &Connection,
+    period: i64,
+    rows: &[ImportedTotals],
+    now: OffsetDateTime,
+) -> rusqlite::Result<TotalsImportOutcome> {
+    let now_us = micros(now);
+    let mut seq = next_seq(c)?;
+    let mut out = TotalsImportOutcome::default();
+    // One-row statements: an INSERT … SELECT would open a statement journal per row, whose
+    // cost grows with the transaction's dirty pages.
+    let mut who = c.prepare_cached("SELECT rowid, enabled FROM citizen WHERE fiscal_code = ?1")?;
+    let mut st = c.prepare_cached(
+        "INSERT INTO citizen_period (fiscal_code, award_period_id, citizen_id, enabled, cashback_cents, score_total_cents, \
+         transactions, last_counted_at, seq, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (fiscal_code, award_period_id) DO NOTHING",
+    )?;
+    for r in rows {
+        let Some((id, enabled)) =
+            who.query_row([r.fiscal_code.as_str()], |x| Ok((x.get::<_, i64>(0)?, x.get::<_, bool>(1)?))).optional()?
+        else {
+            out.skipped += 1;
+            continue;
+        };
+        let n = st.execute(params![
+            r.fiscal_code.as_str(),
+            period,
+            id,
+            enabled,
+            r.cashback.cents(),
+            r.score_total.cents(),
+            r.transactions,
+            r.last_counted_us,
+            seq,
+            now_us
+        ])?;
+        if n == 1 {
+            out.created += 1;
+            seq += 1;
+        } else {
+            out.skipped += 1;
+        }
+    }
+    Ok(out)
 }

@@ -385,6 +385,44 @@ impl ComplaintStatus {
     }
 }
 
+/// Longest complaint description, in characters.
+pub const MAX_COMPLAINT_TEXT: usize = 2_000;
+
+/// Checks a complaint before it is filed: a known kind, a description of 1 to
+/// [`MAX_COMPLAINT_TEXT`] characters, an existing period, and `today` (Italian civil date) within
+/// the period's complaint window ([`award::complaint_open_on`]). Errors name the field.
+pub fn validate_complaint(
+    periods: &[AwardPeriod],
+    award_period_id: i64,
+    kind: &str,
+    description: &str,
+    today: Date,
+) -> Result<ComplaintKind, cashback_domain::ValidationError> {
+    use cashback_domain::ValidationError;
+    let kind = ComplaintKind::parse(kind).ok_or_else(|| {
+        ValidationError::new("kind", "must be MISSING_TRANSACTION, WRONG_AMOUNT or PAYMENT_NOT_RECEIVED")
+    })?;
+    let len = description.trim().chars().count();
+    if len == 0 || len > MAX_COMPLAINT_TEXT {
+        return Err(ValidationError::new("description", format!("must be 1 to {MAX_COMPLAINT_TEXT} characters")));
+    }
+    let period = periods
+        .iter()
+        .find(|p| p.id == award_period_id)
+        .ok_or_else(|| ValidationError::new("awardPeriodId", format!("no award period {award_period_id}")))?;
+    if !award::complaint_open_on(period, today) {
+        return Err(ValidationError::new(
+            "awardPeriodId",
+            format!(
+                "complaints about period {award_period_id} are accepted from {} to {}",
+                award::complaint_opens(period),
+                award::complaint_deadline(period)
+            ),
+        ));
+    }
+    Ok(kind)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Complaint {
     pub complaint_id: i64,

@@ -16,6 +16,8 @@ pub struct ImportedCitizen {
     pub fiscal_code: FiscalCode,
     pub terms_accepted_at: OffsetDateTime,
     pub channel: Channel,
+    /// The citizen's IBAN for payouts, when the original system had one (holder: the citizen).
+    pub iban: Option<String>,
 }
 
 /// An active instrument to create, with its open activation window starting at `activated_at`.
@@ -76,4 +78,34 @@ impl ImportOutcome {
         self.instruments_existing += o.instruments_existing;
         self.instruments_without_enabled_owner += o.instruments_without_enabled_owner;
     }
+}
+
+/// A citizen's engine totals of one period migrated from the original system (its
+/// `bpd_citizen_ranking` row), for [`crate::Store::import_period_totals`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedTotals {
+    pub fiscal_code: FiscalCode,
+    /// Cashback, capped at the period maximum.
+    pub cashback: cashback_domain::Money,
+    /// Sum of the counted payments' scores, before the cap.
+    pub score_total: cashback_domain::Money,
+    pub transactions: u32,
+    /// Latest counted payment, UTC µs.
+    pub last_counted_us: Option<i64>,
+}
+
+/// The error message for a totals batch over [`MAX_IMPORT_BATCH`] rows, if it is.
+pub fn check_totals_batch(rows: &[ImportedTotals]) -> Result<(), String> {
+    if rows.len() > MAX_IMPORT_BATCH {
+        return Err(format!("import batch of {} rows exceeds the limit of {MAX_IMPORT_BATCH}; split it", rows.len()));
+    }
+    Ok(())
+}
+
+/// What a totals import did: rows created, and rows skipped because the (citizen, period) row
+/// exists already or the citizen is unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TotalsImportOutcome {
+    pub created: u64,
+    pub skipped: u64,
 }

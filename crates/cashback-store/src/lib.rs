@@ -317,6 +317,16 @@ pub trait Store: CloseStore + Send + Sync + 'static {
     /// limit). Citizens go in first, enabled. Existing citizens and hpans are left untouched and
     /// counted; a card whose owner is not an enabled citizen is skipped and counted.
     async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome>;
+    /// Create a period's totals in bulk (migration of the original system's rankings; benchmark
+    /// seeding): at most [`MAX_IMPORT_BATCH`] rows in one transaction, each with a new change
+    /// sequence number so the rankings pick them up. Existing (citizen, period) rows and unknown
+    /// citizens are skipped and counted.
+    async fn import_period_totals(
+        &self,
+        award_period_id: i64,
+        rows: Vec<ImportedTotals>,
+        now: OffsetDateTime,
+    ) -> StoreResult<TotalsImportOutcome>;
 }
 
 /// Truncate an instant to whole microseconds, the precision both backends store.

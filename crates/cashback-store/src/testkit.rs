@@ -548,7 +548,8 @@ pub async fn bulk_import_of_enrollments(store: Arc<dyn Store>) {
     store.enroll_instrument(&hpan(900), &a, &io(), t0()).await.unwrap();
     store.enroll_citizen(&withdrawn, None, &io(), t0()).await.unwrap();
     store.withdraw_citizen(&withdrawn, &io(), t0()).await.unwrap();
-    let citizen = |cf: &FiscalCode| ImportedCitizen { fiscal_code: cf.clone(), terms_accepted_at: t, channel: io() };
+    let citizen =
+        |cf: &FiscalCode| ImportedCitizen { fiscal_code: cf.clone(), terms_accepted_at: t, channel: io(), iban: None };
     let card = |n: u64, cf: &FiscalCode| ImportedInstrument {
         hpan: hpan(n),
         fiscal_code: cf.clone(),
@@ -1038,6 +1039,47 @@ pub async fn period_close_lifecycle(store: Arc<dyn Store>) {
     assert!(!store.claim_job("awards:1", stale, now + secs(999 * 60)).await.unwrap());
 }
 
+/// Period totals imported in bulk (migration, benchmark seeding): created for known citizens
+/// with the enrollment's IBAN, in the change feed, never over an existing row.
+pub async fn period_totals_import(store: Arc<dyn Store>) {
+    use cashback_domain::Money;
+    let t = datetime!(2021-01-10 10:00 UTC);
+    let (a, b, unknown) = (fiscal_code(200), fiscal_code(201), fiscal_code(202));
+    let citizen = |cf: &FiscalCode, iban: Option<&str>| ImportedCitizen {
+        fiscal_code: cf.clone(),
+        terms_accepted_at: t,
+        channel: io(),
+        iban: iban.map(str::to_owned),
+    };
+    let batch = EnrollmentImport {
+        citizens: vec![citizen(&a, Some("IT60X0542811101000000123456")), citizen(&b, None)],
+        instruments: vec![],
+    };
+    store.import_enrollments(batch).await.unwrap();
+    assert_eq!(
+        store.get_citizen(&a).await.unwrap().unwrap().payoff.map(|p| p.iban),
+        Some("IT60X0542811101000000123456".into())
+    );
+    assert_eq!(store.get_citizen(&b).await.unwrap().unwrap().payoff, None);
+    let totals = |cf: &FiscalCode, n: u32| ImportedTotals {
+        fiscal_code: cf.clone(),
+        cashback: Money::from_cents(i64::from(n) * 100),
+        score_total: Money::from_cents(i64::from(n) * 100),
+        transactions: n,
+        last_counted_us: Some(1_600_000_000_000_000 + i64::from(n)),
+    };
+    let out = store.import_period_totals(1, vec![totals(&a, 60), totals(&b, 3), totals(&unknown, 9)], t).await.unwrap();
+    assert_eq!(out, TotalsImportOutcome { created: 2, skipped: 1 });
+    let ta = store.citizen_period_totals(&a).await.unwrap();
+    assert_eq!((ta[0].transactions, ta[0].cashback, ta[0].enabled), (60, Money::from_cents(6_000), true));
+    let feed = store.standing_changes(0, 10).await.unwrap();
+    assert_eq!(feed.len(), 2);
+    assert!(feed[0].seq < feed[1].seq);
+    let again = store.import_period_totals(1, vec![totals(&a, 1)], t).await.unwrap();
+    assert_eq!(again, TotalsImportOutcome { created: 0, skipped: 1 });
+    assert_eq!(store.citizen_period_totals(&a).await.unwrap()[0].transactions, 60, "never over an existing row");
+}
+
 /// Expands to one `#[tokio::test]` per contract story. `$make` is an async expression that
 /// returns a fresh `Arc<dyn Store>`.
 #[macro_export]
@@ -1060,7 +1102,8 @@ macro_rules! contract_tests {
             acquirer_views,
             bulk_import_of_enrollments,
             scoring_follows_files,
-            period_close_lifecycle
+            period_close_lifecycle,
+            period_totals_import
         );
     };
     (@each $make:expr; $($name:ident),*) => {

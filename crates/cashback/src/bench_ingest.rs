@@ -192,7 +192,14 @@ async fn seed_store(store: &Arc<dyn Store>, args: &SeedArgs) -> anyhow::Result<(
     while n < args.citizens {
         let end = (n + IMPORT_BATCH as u32).min(args.citizens);
         let citizens = (n..end)
-            .map(|i| Ok(ImportedCitizen { fiscal_code: citizen_code(i)?, terms_accepted_at: at, channel: io.clone() }))
+            .map(|i| {
+                Ok(ImportedCitizen {
+                    fiscal_code: citizen_code(i)?,
+                    terms_accepted_at: at,
+                    channel: io.clone(),
+                    iban: None,
+                })
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         total.add(store.import_enrollments(EnrollmentImport { citizens, instruments: vec![] }).await?);
         n = end;

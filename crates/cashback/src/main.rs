@@ -5,6 +5,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod acquirer_tool;
 mod bench;
+mod bench_close;
 mod bench_ingest;
 mod config;
 mod ingest;
@@ -78,6 +79,8 @@ enum Command {
     BenchIngest(bench_ingest::BenchIngestArgs),
     /// The acquirer's batch tool: hash, filter, validate, encrypt and send a transaction file.
     Acquirer(acquirer_tool::AcquirerArgs),
+    /// The period-close benchmark: seed N citizens' totals, then close and write payout files.
+    BenchClose(bench_close::BenchCloseArgs),
     /// Period close: awards, payout files, the payout agent's outcomes, complaints, notifications.
     Period(period::PeriodArgs),
 }
@@ -94,5 +97,6 @@ fn main() -> anyhow::Result<()> {
         Command::BenchIngest(args) => runtime.block_on(bench_ingest::run(args)),
         Command::Acquirer(args) => runtime.block_on(acquirer_tool::run(args)),
         Command::Period(args) => runtime.block_on(period::run(args)),
+        Command::BenchClose(args) => runtime.block_on(bench_close::run(args)),
     }
 }

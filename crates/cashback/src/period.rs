@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cashback_domain::award::{close_day, complaint_open_on};
+use cashback_domain::award::close_day;
 use cashback_domain::calendar::{rome_date, rome_offset};
 use cashback_domain::{AwardPeriod, FiscalCode, Money};
-use cashback_notify::{Notice, Sender, mask_iban, next_attempt};
+use cashback_notify::{Notice, Sender, next_attempt};
 use cashback_payout::{PaymentResult, PayoutRow};
 use cashback_store::*;
 use clap::{Args, Subcommand};
@@ -23,61 +23,11 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::DbArgs;
 use crate::config::{self, FileConfig, PayoutConfig};
-use crate::serve::{database_url, init_tracing, open_store};
+use crate::serve::{database_url, open_store};
 
 // ---- notices and file names (plain functions: the store calls them in its transactions) ----
 
-/// The outbox payload of a notice: `cashback_notify::Notice` as JSON.
-pub fn render_notice(n: NoticeFor<'_>) -> String {
-    let notice = match n {
-        NoticeFor::AwardComputed { period, award_id, award } => Notice::AwardComputed {
-            award_period_id: period.id,
-            award_id,
-            cashback_cents: award.decision.cashback.cents(),
-            jackpot_cents: award.decision.jackpot.cents(),
-            amount_cents: award.decision.amount.cents(),
-            transactions: award.decision.transactions,
-            rank: award.decision.rank,
-            has_iban: award.payoff.is_some(),
-        },
-        NoticeFor::NotEligible { period, row } => Notice::NotEligible {
-            award_period_id: period.id,
-            transactions: row.transactions,
-            min_transactions: period.min_transaction_number,
-            cashback_cents: row.cashback.cents(),
-        },
-        NoticeFor::Payment { award } => {
-            let iban_masked =
-                award.payoff.as_ref().filter(|p| p.technical_account_holder.is_none()).map(|p| mask_iban(&p.iban));
-            match &award.outcome {
-                Some(o) if o.executed => Notice::PaymentExecuted {
-                    award_period_id: award.award_period_id,
-                    award_id: award.award_id,
-                    amount_cents: award.amount.cents(),
-                    execution_date: o.execution_date,
-                    cro: o.cro.clone(),
-                    iban_masked,
-                },
-                o => Notice::PaymentFailed {
-                    award_period_id: award.award_period_id,
-                    award_id: award.award_id,
-                    amount_cents: award.amount.cents(),
-                    reason: o.as_ref().map(|o| o.reason.clone().unwrap_or_else(|| o.result.clone())),
-                    iban_masked,
-                },
-            }
-        }
-        NoticeFor::IbanMissing { award } => {
-            Notice::IbanMissing { award_period_id: award.award_period_id, amount_cents: award.amount.cents() }
-        }
-        NoticeFor::ComplaintDecided { complaint } => Notice::ComplaintUpdated {
-            complaint_id: complaint.complaint_id,
-            status: complaint.status.as_str().to_lowercase(),
-            note: complaint.operator_note.clone(),
-        },
-    };
-    serde_json::to_string(&notice).expect("a notice always serializes")
-}
+pub use cashback_notify::outbox_payload as render_notice;
 
 /// `CSTAR.CONSAP.BANKT.<ddMMyyyy.HHmmss>.<NN>_<TT>.<rows>.csv`, in Italian civil time.
 pub fn name_payout_file(now: OffsetDateTime, chunk: u32, total: u32, rows: usize) -> String {
@@ -121,8 +71,9 @@ pub fn payout_rows(awards: &[Award], periods: &[AwardPeriod]) -> anyhow::Result<
         .collect()
 }
 
-/// What was written for one payout file.
+/// What was written for one payout file (camelCase in the CLI's JSON, like every other field).
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WrittenFile {
     pub payout_file_id: i64,
     pub name: String,
@@ -146,7 +97,9 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf>
 /// Writes one payout file: the Consap CSV (PGP-encrypted to the agent's key when configured,
 /// as `<name>.pgp`) with its `.sha256sum` sidecar of the plain bytes, and, when configured, the
 /// SEPA pain.001 twin (`<name>.xml`). The plain bytes are a pure function of the file's rows:
-/// the digest is recorded the first time and a regeneration must reproduce it.
+/// a regeneration must reproduce the recorded digest (checked before anything is overwritten);
+/// the digest is recorded once every output is on disk, so a file whose write failed has none
+/// and the next payout run writes it.
 pub async fn write_payout_file(
     store: &Arc<dyn Store>,
     cfg: &PayoutConfig,
@@ -161,7 +114,9 @@ pub async fn write_payout_file(
     }
     let csv = cashback_payout::consap_file(&rows);
     let sha = hex::encode(Sha256::digest(&csv));
-    store.payout_file_written(file.payout_file_id, &sha).await?;
+    if let Some(recorded) = file.sha256.as_deref().filter(|r| *r != sha) {
+        bail!("payout file {}: regenerated digest {sha} differs from the recorded {recorded}", file.name);
+    }
     std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("payout.out_dir {}", cfg.out_dir.display()))?;
     let mut paths = Vec::new();
     let (sidecar_name, sidecar) = cashback_payout::sha256_sidecar(&file.name, &csv);
@@ -193,6 +148,7 @@ pub async fn write_payout_file(
         let xml_name = format!("{}.xml", file.name.trim_end_matches(".csv"));
         paths.push(write_atomic(&cfg.out_dir, &xml_name, &xml)?);
     }
+    store.payout_file_written(file.payout_file_id, &sha).await?;
     Ok(WrittenFile {
         payout_file_id: file.payout_file_id,
         name: file.name.clone(),
@@ -203,16 +159,63 @@ pub async fn write_payout_file(
     })
 }
 
-/// A payout run: repairs, new files, and the files written.
+/// Fails early on a payout configuration that could not write files (unreadable agent key,
+/// unusable SEPA debtor), before any award is assigned to a file.
+fn check_payout_config(cfg: &PayoutConfig) -> anyhow::Result<()> {
+    if let Some(key_path) = &cfg.agent_public_key_file {
+        let armored = std::fs::read_to_string(key_path)
+            .with_context(|| format!("payout.agent_public_key_file {}", key_path.display()))?;
+        cashback_pgp::RecipientKey::from_armored(&armored)
+            .with_context(|| format!("payout.agent_public_key_file {}", key_path.display()))?;
+    }
+    if let Some(sepa) = &cfg.sepa {
+        let probe = cashback_payout::SepaBatch {
+            message_id: "CHECK".into(),
+            created: OffsetDateTime::UNIX_EPOCH,
+            execution_date: OffsetDateTime::UNIX_EPOCH.date(),
+            debtor: cashback_payout::SepaDebtor {
+                name: sepa.debtor_name.clone(),
+                iban: sepa.debtor_iban.clone(),
+                bic: sepa.debtor_bic.clone(),
+            },
+        };
+        let row = PayoutRow {
+            award_id: 1,
+            citizen_fiscal_code: "RSSMRA85T10A562S".into(),
+            holder_fiscal_code: None,
+            iban: "IT60X0542811101000000123456".into(),
+            holder_name: None,
+            holder_surname: None,
+            amount_cents: 1,
+            cashback_cents: 1,
+            jackpot_cents: 0,
+            typology: "01".into(),
+            award_period_id: 1,
+            period_start: OffsetDateTime::UNIX_EPOCH.date(),
+            period_end: OffsetDateTime::UNIX_EPOCH.date(),
+            check_instr_status: None,
+            technical_account_holder: None,
+            issuer_card_id: None,
+            ticket_id: None,
+            related_id: None,
+        };
+        cashback_payout::pain001(&probe, &[row]).map_err(|e| anyhow::anyhow!("payout.sepa: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A payout run: repairs and new files, then every file not written yet (this run's, and any
+/// an earlier run assigned but failed to write).
 pub async fn run_payout(
     store: &Arc<dyn Store>,
     cfg: &PayoutConfig,
     now: OffsetDateTime,
 ) -> anyhow::Result<(PayoutPreparation, Vec<WrittenFile>)> {
+    check_payout_config(cfg)?;
     let prep = store.prepare_payout(cfg.max_rows, name_payout_file, render_notice, now).await?;
     let periods = store.list_award_periods().await?;
     let mut written = Vec::new();
-    for f in &prep.files {
+    for f in store.payout_files(None).await?.iter().filter(|f| f.sha256.is_none() && f.rows > 0) {
         written.push(write_payout_file(store, cfg, f, &periods).await?);
     }
     Ok((prep, written))
@@ -626,9 +629,6 @@ pub enum ComplaintCommand {
     },
 }
 
-/// Longest complaint description.
-pub const MAX_COMPLAINT_TEXT: usize = 2_000;
-
 /// File a complaint for a citizen, checking the period and its legal window.
 pub async fn file_complaint(
     store: &Arc<dyn Store>,
@@ -638,61 +638,18 @@ pub async fn file_complaint(
     description: &str,
     now: OffsetDateTime,
 ) -> anyhow::Result<FileComplaintOutcome> {
-    let kind = ComplaintKind::parse(kind)
-        .context("kind: must be MISSING_TRANSACTION, WRONG_AMOUNT or PAYMENT_NOT_RECEIVED")?;
-    if description.trim().is_empty() || description.chars().count() > MAX_COMPLAINT_TEXT {
-        bail!("description: must be 1 to {MAX_COMPLAINT_TEXT} characters");
-    }
-    let period = store
-        .list_award_periods()
-        .await?
-        .into_iter()
-        .find(|p| p.id == period_id)
-        .with_context(|| format!("awardPeriodId: no award period {period_id}"))?;
-    if !complaint_open_on(&period, rome_date(now)) {
-        bail!(
-            "awardPeriodId: complaints about period {period_id} are accepted from {} to {}",
-            cashback_domain::award::complaint_opens(&period),
-            cashback_domain::award::complaint_deadline(&period)
-        );
-    }
+    let periods = store.list_award_periods().await?;
+    let kind = validate_complaint(&periods, period_id, kind, description, rome_date(now))
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.reason))?;
     Ok(store.file_complaint(cf, period_id, kind, description.trim(), now).await?)
 }
 
 fn complaint_json(c: &Complaint) -> serde_json::Value {
-    json!({
-        "complaintId": c.complaint_id,
-        "fiscalCode": c.fiscal_code,
-        "awardPeriodId": c.award_period_id,
-        "kind": c.kind.as_str(),
-        "description": c.description,
-        "status": c.status.as_str(),
-        "correctionCents": c.correction.map(|m| m.cents()),
-        "correctionAwardId": c.correction_award_id,
-        "operatorNote": c.operator_note,
-    })
+    json!(cashback_api::close::ComplaintView::new(c, true))
 }
 
 fn award_json(a: &Award) -> serde_json::Value {
-    json!({
-        "awardId": a.award_id,
-        "awardPeriodId": a.award_period_id,
-        "kind": a.kind.as_str(),
-        "status": a.status.as_str(),
-        "amountCents": a.amount.cents(),
-        "cashbackCents": a.cashback.cents(),
-        "jackpotCents": a.jackpot.cents(),
-        "typology": a.typology,
-        "transactions": a.transactions,
-        "rank": a.rank,
-        "periodCapApplied": a.period_cap_applied,
-        "ibanMasked": a.payoff.as_ref().map(|p| mask_iban(&p.iban)),
-        "payoutFileId": a.payout_file_id,
-        "relatedId": a.related_id,
-        "complaintId": a.complaint_id,
-        "outcome": a.outcome.as_ref().map(|o| json!({"result": o.result, "reason": o.reason, "cro": o.cro,
-            "executionDate": o.execution_date.map(|d| d.to_string())})),
-    })
+    json!(cashback_api::close::AwardView::from(a))
 }
 
 fn parse_now(s: Option<&str>) -> anyhow::Result<OffsetDateTime> {
@@ -703,8 +660,16 @@ fn parse_now(s: Option<&str>) -> anyhow::Result<OffsetDateTime> {
     }
 }
 
+/// Logs go to stderr: stdout carries the command's JSON answer only.
+fn init_stderr_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
+}
+
 pub async fn run(args: PeriodArgs) -> anyhow::Result<()> {
-    init_tracing(false);
+    init_stderr_tracing();
     let cfg = config::load(args.db.config.as_deref())?;
     let now = parse_now(args.now.as_deref())?;
     let store = open_store(&database_url(&args.db, &cfg), &cfg).await?;

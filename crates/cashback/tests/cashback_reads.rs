@@ -98,14 +98,7 @@ fn file_name(n: u32) -> String {
 }
 
 async fn upload(srv: &Server, key: &ApiKey, name: &str, body: Vec<u8>) -> Value {
-    let rtd = |m, p: &str| srv.req(m, p).header("Ocp-Apim-Subscription-Key", &key.key);
-    let sas = srv.send(rtd(Method::POST, "/rtd/csv-transaction/rtd/sas")).await.json_with(201);
-    let path = format!(
-        "/pagopastorage/{}/{name}?{}",
-        sas["authorizedContainer"].as_str().unwrap(),
-        sas["sas"].as_str().unwrap()
-    );
-    srv.send(rtd(Method::PUT, &path).body(body)).await.json_with(201)
+    srv.upload_acquirer_file(key, name, body).await
 }
 
 async fn get(srv: &Server, token: &str, path: &str) -> Resp {

@@ -195,6 +195,57 @@ impl TestDb {
     }
 }
 
+/// Run `cashback ARGS…` as a one-shot command (the caller's `CASHBACK_*` variables removed, `env`
+/// added, `cwd` as working directory), killed after `max`. Returns (status, stdout, stderr).
+pub async fn run_bin(
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    max: Duration,
+) -> (ExitStatus, String, String) {
+    tokio::task::spawn_blocking(move || {
+        // Output through files: no pipe to drain while polling for the exit.
+        let out = tempfile::tempfile().expect("stdout file");
+        let err = tempfile::tempfile().expect("stderr file");
+        let mut cmd = Command::new(BIN);
+        for v in CASHBACK_VARS {
+            cmd.env_remove(v);
+        }
+        let mut child = cmd
+            .args(&args)
+            .envs(env)
+            .env("NO_COLOR", "1")
+            .current_dir(&cwd)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("stdout handle"))
+            .stderr(err.try_clone().expect("stderr handle"))
+            .spawn()
+            .expect("spawning cashback");
+        let deadline = Instant::now() + max;
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("cashback {args:?} did not finish within {max:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut s = String::new();
+            f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+            f.read_to_string(&mut s).expect("utf-8 output");
+            s
+        };
+        (status, read(out), read(err))
+    })
+    .await
+    .expect("command task")
+}
+
 #[derive(Clone, Debug)]
 pub struct ApiKey {
     pub id: String,
@@ -456,6 +507,18 @@ impl Server {
     }
 
     /// The dev mock login: a bearer token for `cf`.
+    /// An acquirer file through the RTD API (SAS, then PUT); the 201 report.
+    pub async fn upload_acquirer_file(&self, key: &ApiKey, name: &str, body: Vec<u8>) -> Value {
+        let rtd = |m, p: &str| self.req(m, p).header("Ocp-Apim-Subscription-Key", &key.key);
+        let sas = self.send(rtd(Method::POST, "/rtd/csv-transaction/rtd/sas")).await.json_with(201);
+        let path = format!(
+            "/pagopastorage/{}/{name}?{}",
+            sas["authorizedContainer"].as_str().unwrap(),
+            sas["sas"].as_str().unwrap()
+        );
+        self.send(rtd(Method::PUT, &path).body(body)).await.json_with(201)
+    }
+
     pub async fn login(&self, cf: &str) -> String {
         let r = self.send(self.req(Method::POST, &format!("/bpd/pagopa/api/v1/login?fiscalCode={cf}"))).await;
         r.expect(200);
