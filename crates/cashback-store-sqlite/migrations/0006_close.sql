@@ -1,10 +1,12 @@
--- Period close (issue 7): awards, payout files, inbound files, complaints, notification outbox,
+-- Period close (issue 7). Value checks are written as OR chains, not IN lists: SQLite builds an
+-- ephemeral index for every evaluation of an IN list of more than two values, on every insert.
+-- Awards, payout files, inbound files, complaints, notification outbox,
 -- scheduler job claims. See cashback_store::close for the life of an award.
 CREATE TABLE award (
     award_id                 INTEGER PRIMARY KEY,
     award_period_id          INTEGER NOT NULL,
     fiscal_code              TEXT NOT NULL,
-    kind                     TEXT NOT NULL CHECK (kind IN ('AWARD', 'REISSUE', 'CORRECTION', 'INTEGRATION')),
+    kind                     TEXT NOT NULL CHECK ((kind = 'AWARD' OR kind = 'REISSUE' OR kind = 'CORRECTION' OR kind = 'INTEGRATION')),
     related_id               INTEGER,
     complaint_id             INTEGER,
     agent_id                 INTEGER,
@@ -16,7 +18,7 @@ CREATE TABLE award (
     rank                     INTEGER,
     score_total_cents        INTEGER NOT NULL,
     period_cap_applied       INTEGER NOT NULL,
-    status                   TEXT NOT NULL CHECK (status IN ('NEW', 'NOTHING_DUE', 'SENT', 'EXECUTED', 'FAILED', 'INTEGRATION')),
+    status                   TEXT NOT NULL CHECK ((status = 'NEW' OR status = 'NOTHING_DUE' OR status = 'SENT' OR status = 'EXECUTED' OR status = 'FAILED' OR status = 'INTEGRATION')),
     payoff_instr             TEXT,
     payoff_instr_type        TEXT,
     account_holder_cf        TEXT,
@@ -40,7 +42,7 @@ CREATE UNIQUE INDEX award_reissue_once ON award (related_id) WHERE kind = 'REISS
 CREATE UNIQUE INDEX award_correction_once ON award (complaint_id) WHERE kind = 'CORRECTION';
 CREATE UNIQUE INDEX award_integration_once ON award (agent_id) WHERE kind = 'INTEGRATION';
 CREATE INDEX award_by_citizen ON award (fiscal_code);
-CREATE INDEX award_by_status ON award (status) WHERE status IN ('NEW', 'FAILED');
+CREATE INDEX award_by_status ON award (status) WHERE (status = 'NEW' OR status = 'FAILED');
 CREATE INDEX award_by_file ON award (payout_file_id) WHERE payout_file_id IS NOT NULL;
 
 CREATE TABLE award_close (
@@ -82,9 +84,9 @@ CREATE TABLE complaint (
     complaint_id        INTEGER PRIMARY KEY,
     fiscal_code         TEXT NOT NULL,
     award_period_id     INTEGER NOT NULL,
-    kind                TEXT NOT NULL CHECK (kind IN ('MISSING_TRANSACTION', 'WRONG_AMOUNT', 'PAYMENT_NOT_RECEIVED')),
+    kind                TEXT NOT NULL CHECK ((kind = 'MISSING_TRANSACTION' OR kind = 'WRONG_AMOUNT' OR kind = 'PAYMENT_NOT_RECEIVED')),
     description         TEXT NOT NULL,
-    status              TEXT NOT NULL CHECK (status IN ('OPEN', 'ACCEPTED', 'REJECTED')),
+    status              TEXT NOT NULL CHECK ((status = 'OPEN' OR status = 'ACCEPTED' OR status = 'REJECTED')),
     correction_cents    INTEGER CHECK (correction_cents > 0),
     correction_award_id INTEGER,
     operator_note       TEXT,
@@ -101,7 +103,7 @@ CREATE TABLE notification (
     dedup_key       TEXT NOT NULL UNIQUE,
     fiscal_code     TEXT NOT NULL,
     payload         TEXT NOT NULL,
-    status          TEXT NOT NULL CHECK (status IN ('PENDING', 'SENT', 'FAILED')),
+    status          TEXT NOT NULL CHECK ((status = 'PENDING' OR status = 'SENT' OR status = 'FAILED')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     last_error      TEXT,
