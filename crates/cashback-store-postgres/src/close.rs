@@ -341,6 +341,7 @@ async fn payout_repairs(
          c.technical_account_holder, c.issuer_card_id, $1, $1 \
          FROM award a JOIN citizen c ON c.fiscal_code = a.fiscal_code \
          WHERE a.status = 'FAILED' AND c.enabled AND c.payoff_instr IS NOT NULL AND c.payoff_instr <> a.payoff_instr \
+         AND NOT EXISTS (SELECT 1 FROM award x WHERE x.related_id = a.award_id AND x.kind IN ('INTEGRATION', 'CORRECTION')) \
          ORDER BY a.award_id ON CONFLICT DO NOTHING",
     )
     .bind(now)
@@ -416,12 +417,20 @@ async fn assign_file(
     Ok(Step::Done(file_from_row(&f)?))
 }
 
-async fn inbound_seen(c: &mut PgConnection, name: &str, sha256: &str) -> sqlx::Result<Option<InboundOutcome>> {
-    let seen: Option<String> = sqlx::query_scalar("SELECT sha256 FROM inbound_file WHERE name = $1 FOR UPDATE")
-        .bind(name)
-        .fetch_optional(&mut *c)
-        .await?;
-    Ok(seen.map(|s| if s == sha256 { InboundOutcome::AlreadyApplied } else { InboundOutcome::NameConflict }))
+async fn inbound_seen(
+    c: &mut PgConnection,
+    name: &str,
+    kind: InboundKind,
+    sha256: &str,
+) -> sqlx::Result<Option<InboundOutcome>> {
+    let seen: Option<(String, String)> =
+        sqlx::query_as("SELECT sha256, kind FROM inbound_file WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await?;
+    Ok(seen.map(|(s, k)| {
+        if s == sha256 && k == kind.as_str() { InboundOutcome::AlreadyApplied } else { InboundOutcome::NameConflict }
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -465,7 +474,7 @@ async fn apply_outcomes(
     now: OffsetDateTime,
 ) -> sqlx::Result<Step<InboundOutcome>> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLOSE_LOCK).execute(&mut *c).await?;
-    if let Some(seen) = inbound_seen(&mut *c, name, sha256).await? {
+    if let Some(seen) = inbound_seen(&mut *c, name, InboundKind::Outcomes, sha256).await? {
         return Ok(Step::Done(seen));
     }
     let (mut applied, mut unchanged, mut rejected) = (0u64, 0u64, Vec::new());
@@ -486,6 +495,21 @@ async fn apply_outcomes(
         if award.outcome.as_ref() == Some(&l.outcome) {
             unchanged += 1;
             continue;
+        }
+        if award.outcome.is_some() {
+            let by: Option<i64> =
+                sqlx::query_scalar("SELECT award_id FROM award WHERE related_id = $1 AND kind <> 'CORRECTION' LIMIT 1")
+                    .bind(l.award_id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            if let Some(by) = by {
+                rejected.push(rejection(
+                    l.line,
+                    "result",
+                    format!("award {} was settled by award {by}: outcome not changed", l.award_id),
+                ));
+                continue;
+            }
         }
         let o = &l.outcome;
         let row = sqlx::query(sql(format!(
@@ -528,7 +552,7 @@ async fn apply_integrations(
     now: OffsetDateTime,
 ) -> sqlx::Result<Step<InboundOutcome>> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLOSE_LOCK).execute(&mut *c).await?;
-    if let Some(seen) = inbound_seen(&mut *c, name, sha256).await? {
+    if let Some(seen) = inbound_seen(&mut *c, name, InboundKind::Integrations, sha256).await? {
         return Ok(Step::Done(seen));
     }
     let (mut applied, mut unchanged, mut rejected) = (0u64, 0u64, Vec::new());

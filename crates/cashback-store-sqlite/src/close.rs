@@ -288,6 +288,7 @@ fn payout_repairs(c: &Connection, notices: RenderNotice, now_us: i64) -> rusqlit
          c.technical_account_holder, c.issuer_card_id, ?1, ?1 \
          FROM award a JOIN citizen c ON c.fiscal_code = a.fiscal_code \
          WHERE a.status = 'FAILED' AND c.enabled = 1 AND c.payoff_instr IS NOT NULL AND c.payoff_instr <> a.payoff_instr \
+         AND NOT EXISTS (SELECT 1 FROM award x WHERE x.related_id = a.award_id AND (x.kind = 'INTEGRATION' OR x.kind = 'CORRECTION')) \
          ORDER BY a.award_id",
         [now_us],
     )?;
@@ -359,10 +360,28 @@ fn get_payout_file(c: &Connection, id: i64) -> rusqlite::Result<PayoutFile> {
 }
 
 /// Whether an inbound file was seen: `Some(outcome)` ends the call.
-fn inbound_seen(c: &Connection, name: &str, sha256: &str) -> rusqlite::Result<Option<InboundOutcome>> {
-    let seen: Option<String> =
-        c.query_row("SELECT sha256 FROM inbound_file WHERE name = ?1", [name], |r| r.get(0)).optional()?;
-    Ok(seen.map(|s| if s == sha256 { InboundOutcome::AlreadyApplied } else { InboundOutcome::NameConflict }))
+/// Whether an inbound file was seen: the same name, kind and digest is `AlreadyApplied`; the
+/// same name with another kind or digest is a `NameConflict`.
+fn inbound_seen(
+    c: &Connection,
+    name: &str,
+    kind: InboundKind,
+    sha256: &str,
+) -> rusqlite::Result<Option<InboundOutcome>> {
+    let seen: Option<(String, String)> = c
+        .query_row("SELECT sha256, kind FROM inbound_file WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(seen.map(|(s, k)| {
+        if s == sha256 && k == kind.as_str() { InboundOutcome::AlreadyApplied } else { InboundOutcome::NameConflict }
+    }))
+}
+
+/// Why an outcome may not change an award that has one already: the transfer was re-issued (or
+/// paid another way) on the strength of the first outcome.
+fn outcome_locked(c: &Connection, award_id: i64) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached("SELECT award_id FROM award WHERE related_id = ?1 AND kind <> 'CORRECTION' LIMIT 1")?
+        .query_row([award_id], |r| r.get(0))
+        .optional()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -395,7 +414,7 @@ fn apply_outcomes(
     notices: RenderNotice,
     now_us: i64,
 ) -> rusqlite::Result<InboundOutcome> {
-    if let Some(seen) = inbound_seen(c, name, sha256)? {
+    if let Some(seen) = inbound_seen(c, name, InboundKind::Outcomes, sha256)? {
         return Ok(seen);
     }
     let (mut applied, mut unchanged, mut rejected) = (0u64, 0u64, Vec::new());
@@ -414,6 +433,16 @@ fn apply_outcomes(
         }
         if award.outcome.as_ref() == Some(&l.outcome) {
             unchanged += 1;
+            continue;
+        }
+        if award.outcome.is_some()
+            && let Some(by) = outcome_locked(c, l.award_id)?
+        {
+            rejected.push(rejection(
+                l.line,
+                "result",
+                format!("award {} was settled by award {by}: outcome not changed", l.award_id),
+            ));
             continue;
         }
         let o = &l.outcome;
@@ -449,11 +478,15 @@ fn apply_integrations(
     periods: &[AwardPeriod],
     now_us: i64,
 ) -> rusqlite::Result<InboundOutcome> {
-    if let Some(seen) = inbound_seen(c, name, sha256)? {
+    if let Some(seen) = inbound_seen(c, name, InboundKind::Integrations, sha256)? {
         return Ok(seen);
     }
     let (mut applied, mut unchanged, mut rejected) = (0u64, 0u64, Vec::new());
     for l in lines {
+        if l.amount.is_negative() || l.cashback.is_negative() || l.jackpot.is_negative() {
+            rejected.push(rejection(l.line, "amount", "amounts must not be negative"));
+            continue;
+        }
         let exists: bool =
             c.query_row("SELECT EXISTS (SELECT 1 FROM citizen WHERE fiscal_code = ?1)", [&l.fiscal_code], |r| {
                 r.get(0)
@@ -496,13 +529,10 @@ fn apply_integrations(
                 o.execution_date.map(fmt_date),
                 now_us
             ]);
-        match n {
-            Ok(1) => applied += 1,
-            Ok(_) => unchanged += 1,
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                rejected.push(rejection(l.line, "amount", "amounts must not be negative"));
-            }
-            Err(e) => return Err(e),
+        if n? == 1 {
+            applied += 1;
+        } else {
+            unchanged += 1;
         }
     }
     record_inbound(c, name, InboundKind::Integrations, sha256, applied, unchanged, rejected.len(), now_us)?;

@@ -880,6 +880,14 @@ pub async fn period_close_lifecycle(store: Arc<dyn Store>) {
     assert_eq!(re.payoff.as_ref().map(|p| p.iban.as_str()), Some("IT60X0542811101000000999999"));
     let p6 = store.prepare_payout(10, name_payout, render_notice, now + secs(6)).await.unwrap();
     assert_eq!((p6.reissued, p6.files.len()), (0, 0), "re-issued once");
+    // Once re-issued, the failed award's outcome is settled: a later "executed" is refused.
+    let late = vec![OutcomeUpdate { line: 1, award_id: aw_b.award_id, outcome: executed(true) }];
+    let o = store.apply_outcomes("OUT.3.csv", "sha3", late, render_notice, now).await.unwrap();
+    let InboundOutcome::Applied { applied, rejected, .. } = o else { panic!("{o:?}") };
+    assert_eq!((applied, rejected.len(), rejected[0].field.as_str()), (0, 1, "result"));
+    assert_eq!(store.get_award(aw_b.award_id).await.unwrap().unwrap().status, AwardStatus::Failed);
+    // A file name counts once whatever its kind.
+    assert_eq!(store.apply_integrations("OUT.1.csv", "sha1", vec![], now).await.unwrap(), InboundOutcome::NameConflict);
 
     // Complaints: one open per kind, decided once, an accepted one paid as a correction.
     let filed = store.file_complaint(&a, 1, ComplaintKind::WrongAmount, "missing €5", now).await.unwrap();

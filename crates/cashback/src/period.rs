@@ -215,8 +215,18 @@ pub async fn run_payout(
     let prep = store.prepare_payout(cfg.max_rows, name_payout_file, render_notice, now).await?;
     let periods = store.list_award_periods().await?;
     let mut written = Vec::new();
+    let mut failed = Vec::new();
     for f in store.payout_files(None).await?.iter().filter(|f| f.sha256.is_none() && f.rows > 0) {
-        written.push(write_payout_file(store, cfg, f, &periods).await?);
+        match write_payout_file(store, cfg, f, &periods).await {
+            Ok(w) => written.push(w),
+            Err(e) => {
+                tracing::error!(file = %f.name, error = %e, "payout file not written; the next run tries again");
+                failed.push(format!("{}: {e:#}", f.name));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} payout file(s) not written ({} written): {}", failed.len(), written.len(), failed.join("; "));
     }
     Ok((prep, written))
 }
@@ -319,14 +329,38 @@ pub async fn apply_inbound(
     let outcome = match kind {
         InboundFileKind::Outcomes => {
             let parsed = cashback_payout::parse_outcomes(&content);
+            if parsed.lines.is_empty() && !parsed.rejected.is_empty() {
+                bail!(
+                    "file: no line of {name} is an outcome line (first error: line {}, {}: {})",
+                    parsed.rejected[0].line,
+                    parsed.rejected[0].field,
+                    parsed.rejected[0].reason
+                );
+            }
             rejected.extend(parsed.rejected.iter().map(|e| InboundRejection {
                 line: e.line,
                 field: e.field.to_string(),
                 reason: e.reason.clone(),
             }));
+            // An award listed twice in one file: the first line counts, the others are rejected.
+            let mut first_line = std::collections::HashMap::new();
             let lines = parsed
                 .lines
                 .into_iter()
+                .filter(|(line, l)| match first_line.entry(l.award_id) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(*line);
+                        true
+                    }
+                    std::collections::hash_map::Entry::Occupied(o) => {
+                        rejected.push(InboundRejection {
+                            line: *line,
+                            field: "uniqueID".into(),
+                            reason: format!("award {} is already on line {}", l.award_id, o.get()),
+                        });
+                        false
+                    }
+                })
                 .map(|(line, l)| OutcomeUpdate {
                     line,
                     award_id: l.award_id,
@@ -343,6 +377,14 @@ pub async fn apply_inbound(
         }
         InboundFileKind::Integrations => {
             let parsed = cashback_payout::parse_integrations(&content);
+            if parsed.lines.is_empty() && !parsed.rejected.is_empty() {
+                bail!(
+                    "file: no line of {name} is an integration line (first error: line {}, {}: {})",
+                    parsed.rejected[0].line,
+                    parsed.rejected[0].field,
+                    parsed.rejected[0].reason
+                );
+            }
             rejected.extend(parsed.rejected.iter().map(|e| InboundRejection {
                 line: e.line,
                 field: e.field.to_string(),
@@ -409,8 +451,9 @@ pub struct Dispatched {
     pub failed: u64,
 }
 
-/// Claim one batch of due notifications and send them. Each item is leased for twice the
-/// sender's timeout, so another node takes it over only if this one died.
+/// Claim one batch of due notifications and send them. The batch is leased for long enough to
+/// send every item ([`lease_for`]) and the round stops at half the lease, so another node takes
+/// an item over only if this one died.
 pub async fn dispatch_once(
     store: &Arc<dyn Store>,
     sender: &Arc<dyn Sender>,
@@ -420,7 +463,13 @@ pub async fn dispatch_once(
 ) -> anyhow::Result<Dispatched> {
     let items = store.claim_notifications(batch, lease, now).await?;
     let mut d = Dispatched::default();
+    // Never send past the lease (another node may have claimed the rest by then): the items not
+    // sent go back to the pool when their lease ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::try_from(lease).unwrap_or_default() / 2;
     for item in items {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
         let result = match serde_json::from_str::<Notice>(&item.payload) {
             Err(e) => DeliveryResult::Failed { error: format!("unreadable notice: {e}") },
             Ok(notice) => {
@@ -451,8 +500,13 @@ pub async fn dispatch_once(
 }
 
 /// The `serve` dispatcher: a round every `poll_ms`, back to back while batches come full.
+/// The lease of a claimed batch: every send may take the sender's whole timeout.
+pub fn lease_for(cfg: &cashback_notify::NotifyConfig) -> time::Duration {
+    time::Duration::try_from(cfg.timeout() * (cfg.batch_size.max(1) + 1) * 2).unwrap_or(time::Duration::hours(1))
+}
+
 pub async fn run_dispatcher(store: Arc<dyn Store>, sender: Arc<dyn Sender>, cfg: cashback_notify::NotifyConfig) {
-    let lease = time::Duration::try_from(cfg.timeout() * 2).unwrap_or(time::Duration::minutes(1));
+    let lease = lease_for(&cfg);
     let batch = cfg.batch_size;
     loop {
         match dispatch_once(&store, &sender, batch, lease, OffsetDateTime::now_utc()).await {
@@ -762,7 +816,7 @@ async fn run_command(
         PeriodCommand::Notify { rounds } => {
             let ncfg = cfg.notifications();
             let sender = cashback_notify::build_sender(&ncfg).map_err(|e| anyhow::anyhow!("notifications.{e}"))?;
-            let lease = time::Duration::try_from(ncfg.timeout() * 2).unwrap_or(time::Duration::minutes(1));
+            let lease = lease_for(&ncfg);
             let mut total = Dispatched::default();
             for _ in 0..rounds.max(1) {
                 let d = dispatch_once(store, &sender, ncfg.batch_size, lease, now).await?;
