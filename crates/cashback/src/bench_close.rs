@@ -28,7 +28,7 @@ use crate::DbArgs;
 use crate::bench_ingest::{Rng, citizen_code};
 use crate::config::{self, PayoutConfig, SepaConfig};
 use crate::period::{render_notice, run_payout};
-use crate::serve::{database_url, init_tracing, open_store};
+use crate::serve::{database_url, init_cli_tracing, open_store};
 
 #[derive(Args)]
 pub struct BenchCloseArgs {
@@ -98,7 +98,7 @@ async fn seed(store: &Arc<dyn Store>, args: &BenchCloseArgs) -> anyhow::Result<(
 }
 
 pub async fn run(args: BenchCloseArgs) -> anyhow::Result<()> {
-    init_tracing(false);
+    init_cli_tracing();
     let cfg = config::load(args.db.config.as_deref())?;
     let url = database_url(&args.db, &cfg);
     let store = open_store(&url, &cfg).await?;

@@ -28,7 +28,7 @@ use time::macros::datetime;
 use time::{Date, Month, OffsetDateTime};
 
 use crate::DbArgs;
-use crate::serve::{database_url, init_tracing, open_store};
+use crate::serve::{database_url, init_cli_tracing, open_store};
 
 /// Id of the benchmark's award period.
 pub const BENCH_PERIOD_ID: i64 = 100;
@@ -165,7 +165,7 @@ pub fn card_digest(enrolled: bool, k: u64) -> [u8; 32] {
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {
-    init_tracing(false);
+    init_cli_tracing();
     if args.citizens == 0 || u64::from(args.citizens) > MAX_INSTRUMENTS {
         bail!("--citizens must be between 1 and {MAX_INSTRUMENTS}");
     }

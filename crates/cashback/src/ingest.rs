@@ -15,7 +15,7 @@ use clap::Args;
 use time::OffsetDateTime;
 
 use crate::DbArgs;
-use crate::serve::{database_url, init_tracing, open_store};
+use crate::serve::{database_url, init_cli_tracing, open_store};
 
 #[cfg(test)]
 mod tests {
@@ -67,7 +67,7 @@ pub struct IngestArgs {
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
-    init_tracing(false);
+    init_cli_tracing();
     let cfg = crate::config::load(args.db.config.as_deref())?;
     let key = crate::config::platform_key(&cfg.acquirer, args.dev || cfg.dev.unwrap_or(false))?.map(Arc::new);
     let decryption = Decryption::new(key, cfg.acquirer.spool_dir.clone());

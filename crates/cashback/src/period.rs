@@ -23,7 +23,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::DbArgs;
 use crate::config::{self, FileConfig, PayoutConfig};
-use crate::serve::{database_url, open_store};
+use crate::serve::{database_url, init_cli_tracing, open_store};
 
 // ---- notices and file names (plain functions: the store calls them in its transactions) ----
 
@@ -714,16 +714,8 @@ fn parse_now(s: Option<&str>) -> anyhow::Result<OffsetDateTime> {
     }
 }
 
-/// Logs go to stderr: stdout carries the command's JSON answer only.
-fn init_stderr_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
-}
-
 pub async fn run(args: PeriodArgs) -> anyhow::Result<()> {
-    init_stderr_tracing();
+    init_cli_tracing();
     let cfg = config::load(args.db.config.as_deref())?;
     let now = parse_now(args.now.as_deref())?;
     let store = open_store(&database_url(&args.db, &cfg), &cfg).await?;

@@ -30,6 +30,14 @@ pub(crate) fn init_tracing(json: bool) {
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
+/// Logs of the one-shot commands go to stderr: their stdout is the JSON result.
+pub(crate) fn init_cli_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
+}
+
 pub(crate) async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config::parse_database_url(url)? {
         DatabaseUrl::Sqlite(path) => {
@@ -59,7 +67,7 @@ pub(crate) fn database_url(db: &DbArgs, cfg: &FileConfig) -> String {
 }
 
 pub async fn migrate(db: DbArgs) -> anyhow::Result<()> {
-    init_tracing(false);
+    init_cli_tracing();
     let cfg = config::load(db.config.as_deref())?;
     let url = database_url(&db, &cfg);
     let applied = match config::parse_database_url(&url)? {
@@ -297,7 +305,7 @@ fn parse_date(field: &str, s: &str) -> anyhow::Result<time::Date> {
 }
 
 pub async fn admin(db: DbArgs, cmd: AdminCommand) -> anyhow::Result<()> {
-    init_tracing(false);
+    init_cli_tracing();
     if let AdminCommand::PgpKeygen { out, user_id } = &cmd {
         let key = cashback_pgp::PlatformKey::generate(user_id)?;
         config::write_private(out, &key.to_armored())?;
