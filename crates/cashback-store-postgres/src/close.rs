@@ -11,7 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use time::{Date, OffsetDateTime};
 
-use crate::ops::{Step, pg_time};
+use crate::ops::{Step, decode_err, pg_time, utc};
 use crate::{PgStore, store_err};
 
 /// Advisory lock of the close steps ("close" in ASCII).
@@ -33,14 +33,6 @@ const PAYABLE: &str = "status = 'NEW' AND amount_cents > 0 AND payoff_instr IS N
 /// A statement assembled from this module's constant column lists (no outside input).
 fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(s)
-}
-
-fn decode(msg: impl Into<String>) -> sqlx::Error {
-    sqlx::Error::Decode(msg.into().into())
-}
-
-fn utc(t: OffsetDateTime) -> OffsetDateTime {
-    t.to_offset(time::UtcOffset::UTC)
 }
 
 fn payoff_at(r: &PgRow, i: usize) -> sqlx::Result<Option<Payoff>> {
@@ -80,7 +72,7 @@ fn award_from_row(r: &PgRow) -> sqlx::Result<Award> {
         award_id: r.try_get(0)?,
         award_period_id: r.try_get(1)?,
         fiscal_code: r.try_get(2)?,
-        kind: AwardKind::parse(&kind).ok_or_else(|| decode(format!("award kind {kind}")))?,
+        kind: AwardKind::parse(&kind).ok_or_else(|| decode_err(format!("award kind {kind}")))?,
         related_id: r.try_get(4)?,
         complaint_id: r.try_get(5)?,
         agent_id: r.try_get(6)?,
@@ -88,11 +80,11 @@ fn award_from_row(r: &PgRow) -> sqlx::Result<Award> {
         cashback: Money::from_cents(r.try_get(8)?),
         jackpot: Money::from_cents(r.try_get(9)?),
         typology: r.try_get(10)?,
-        transactions: u32::try_from(transactions).map_err(|_| decode("negative transactions"))?,
-        rank: rank.map(|v| u32::try_from(v).map_err(|_| decode("rank beyond u32"))).transpose()?,
+        transactions: u32::try_from(transactions).map_err(|_| decode_err("negative transactions"))?,
+        rank: rank.map(|v| u32::try_from(v).map_err(|_| decode_err("rank beyond u32"))).transpose()?,
         score_total: Money::from_cents(r.try_get(13)?),
         period_cap_applied: r.try_get(14)?,
-        status: AwardStatus::parse(&status).ok_or_else(|| decode(format!("award status {status}")))?,
+        status: AwardStatus::parse(&status).ok_or_else(|| decode_err(format!("award status {status}")))?,
         payoff: payoff_at(r, 16)?,
         payout_file_id: r.try_get(24)?,
         outcome,
@@ -108,9 +100,9 @@ fn complaint_from_row(r: &PgRow) -> sqlx::Result<Complaint> {
         complaint_id: r.try_get(0)?,
         fiscal_code: r.try_get(1)?,
         award_period_id: r.try_get(2)?,
-        kind: ComplaintKind::parse(&kind).ok_or_else(|| decode(format!("complaint kind {kind}")))?,
+        kind: ComplaintKind::parse(&kind).ok_or_else(|| decode_err(format!("complaint kind {kind}")))?,
         description: r.try_get(4)?,
-        status: ComplaintStatus::parse(&status).ok_or_else(|| decode(format!("complaint status {status}")))?,
+        status: ComplaintStatus::parse(&status).ok_or_else(|| decode_err(format!("complaint status {status}")))?,
         correction: r.try_get::<Option<i64>, _>(6)?.map(Money::from_cents),
         correction_award_id: r.try_get(7)?,
         operator_note: r.try_get(8)?,
@@ -300,7 +292,7 @@ async fn close_rows(c: &mut PgConnection, period: i64) -> sqlx::Result<Vec<Close
             let last: Option<OffsetDateTime> = r.try_get(6)?;
             Ok(CloseRow {
                 fiscal_code: r.try_get(0)?,
-                citizen_id: u32::try_from(citizen_id).map_err(|_| decode("citizen id beyond u32"))?,
+                citizen_id: u32::try_from(citizen_id).map_err(|_| decode_err("citizen id beyond u32"))?,
                 enabled: r.try_get(2)?,
                 cashback: Money::from_cents(r.try_get(3)?),
                 score_total: Money::from_cents(r.try_get(4)?),

@@ -39,11 +39,11 @@ pub fn pg_time(t: OffsetDateTime) -> OffsetDateTime {
     to_micros(t).to_offset(UtcOffset::UTC)
 }
 
-fn decode_err(msg: impl Into<String>) -> sqlx::Error {
+pub(crate) fn decode_err(msg: impl Into<String>) -> sqlx::Error {
     sqlx::Error::Decode(msg.into().into())
 }
 
-fn utc(t: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn utc(t: OffsetDateTime) -> OffsetDateTime {
     t.to_offset(UtcOffset::UTC)
 }
 

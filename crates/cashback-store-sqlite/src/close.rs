@@ -10,9 +10,9 @@ use cashback_domain::scoring::Standing;
 use cashback_domain::{AwardPeriod, FiscalCode, Money};
 use cashback_store::*;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
-use crate::ops::{from_micros, micros};
+use crate::ops::{conv_err, fmt_date, from_micros, micros, parse_date};
 use crate::{SqliteStore, sql_err};
 
 const AWARD_COLS: &str = "award_id, award_period_id, fiscal_code, kind, related_id, complaint_id, agent_id, amount_cents, \
@@ -28,18 +28,6 @@ const BULK_CACHE_KIB: i64 = 512 * 1024;
 
 const COMPLAINT_COLS: &str = "complaint_id, fiscal_code, award_period_id, kind, description, status, correction_cents, \
     correction_award_id, operator_note, created_at, decided_at";
-
-fn conv(msg: impl Into<String>) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, msg.into().into())
-}
-
-fn parse_date(s: &str) -> rusqlite::Result<Date> {
-    Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(|e| conv(e.to_string()))
-}
-
-fn fmt_date(d: Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
-}
 
 fn payoff_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Payoff>> {
     let iban: Option<String> = r.get(i)?;
@@ -76,7 +64,7 @@ fn award_from_row(r: &Row<'_>) -> rusqlite::Result<Award> {
         award_id: r.get(0)?,
         award_period_id: r.get(1)?,
         fiscal_code: r.get(2)?,
-        kind: AwardKind::parse(&kind).ok_or_else(|| conv(format!("award kind {kind}")))?,
+        kind: AwardKind::parse(&kind).ok_or_else(|| conv_err(format!("award kind {kind}")))?,
         related_id: r.get(4)?,
         complaint_id: r.get(5)?,
         agent_id: r.get(6)?,
@@ -88,7 +76,7 @@ fn award_from_row(r: &Row<'_>) -> rusqlite::Result<Award> {
         rank: r.get(12)?,
         score_total: Money::from_cents(r.get(13)?),
         period_cap_applied: r.get(14)?,
-        status: AwardStatus::parse(&status).ok_or_else(|| conv(format!("award status {status}")))?,
+        status: AwardStatus::parse(&status).ok_or_else(|| conv_err(format!("award status {status}")))?,
         payoff: payoff_at(r, 16)?,
         payout_file_id: r.get(24)?,
         outcome,
@@ -104,9 +92,9 @@ fn complaint_from_row(r: &Row<'_>) -> rusqlite::Result<Complaint> {
         complaint_id: r.get(0)?,
         fiscal_code: r.get(1)?,
         award_period_id: r.get(2)?,
-        kind: ComplaintKind::parse(&kind).ok_or_else(|| conv(format!("complaint kind {kind}")))?,
+        kind: ComplaintKind::parse(&kind).ok_or_else(|| conv_err(format!("complaint kind {kind}")))?,
         description: r.get(4)?,
-        status: ComplaintStatus::parse(&status).ok_or_else(|| conv(format!("complaint status {status}")))?,
+        status: ComplaintStatus::parse(&status).ok_or_else(|| conv_err(format!("complaint status {status}")))?,
         correction: r.get::<_, Option<i64>>(6)?.map(Money::from_cents),
         correction_award_id: r.get(7)?,
         operator_note: r.get(8)?,
@@ -607,27 +595,30 @@ impl SqliteStore {
         notices: RenderNotice,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        let now_us = micros(now);
         let period = Arc::new(period.clone());
-        let mut awards = awards.into_iter();
+        self.write_in_batches(&period, awards, notices, now, insert_awards).await?;
+        self.write_in_batches(&period, not_eligible, notices, now, insert_not_eligible).await
+    }
+
+    /// `insert` over `items`, one writer job per [`WRITE_BATCH`] items.
+    async fn write_in_batches<T: Send + Sync + 'static>(
+        &self,
+        period: &Arc<AwardPeriod>,
+        items: Vec<T>,
+        notices: RenderNotice,
+        now: OffsetDateTime,
+        insert: fn(&Connection, &AwardPeriod, &[T], RenderNotice, i64) -> rusqlite::Result<()>,
+    ) -> StoreResult<()> {
+        let now_us = micros(now);
+        let mut items = items.into_iter();
         loop {
-            let batch: Vec<NewAward> = awards.by_ref().take(WRITE_BATCH).collect();
+            let batch: Vec<T> = items.by_ref().take(WRITE_BATCH).collect();
             if batch.is_empty() {
-                break;
+                return Ok(());
             }
             let p = period.clone();
-            self.write(move |c| insert_awards(c, &p, &batch, notices, now_us)).await?;
+            self.write(move |c| insert(c, &p, &batch, notices, now_us)).await?;
         }
-        let mut rest = not_eligible.into_iter();
-        loop {
-            let batch: Vec<NotEligible> = rest.by_ref().take(WRITE_BATCH).collect();
-            if batch.is_empty() {
-                break;
-            }
-            let p = period.clone();
-            self.write(move |c| insert_not_eligible(c, &p, &batch, notices, now_us)).await?;
-        }
-        Ok(())
     }
 
     /// A read-only connection of its own for a long scan (kept off the shared reader pool).

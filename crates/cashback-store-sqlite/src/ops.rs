@@ -23,7 +23,7 @@ pub fn from_micros(v: i64) -> rusqlite::Result<OffsetDateTime> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e)))
 }
 
-fn conv_err(msg: String) -> rusqlite::Error {
+pub(crate) fn conv_err(msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, msg.into())
 }
 
@@ -334,11 +334,11 @@ pub fn instrument_history(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Vec<A
     .collect()
 }
 
-fn parse_date(s: &str) -> rusqlite::Result<Date> {
+pub(crate) fn parse_date(s: &str) -> rusqlite::Result<Date> {
     Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(|e| conv_err(e.to_string()))
 }
 
-fn fmt_date(d: Date) -> String {
+pub(crate) fn fmt_date(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
 }
 

@@ -297,6 +297,46 @@ pub enum InboundFileKind {
     Integrations,
 }
 
+/// The parser's rejected lines go to the report; a file in which no line could be read is refused
+/// as a whole (e.g. applied with the wrong `--kind`), so it is not recorded as seen.
+fn take_parse_errors<T>(
+    name: &str,
+    what: &str,
+    parsed: &cashback_payout::Parsed<T>,
+    rejected: &mut Vec<InboundRejection>,
+) -> anyhow::Result<()> {
+    if let (true, Some(first)) = (parsed.lines.is_empty(), parsed.rejected.first()) {
+        bail!(
+            "file: no line of {name} is an {what} line (first error: line {}, {}: {})",
+            first.line,
+            first.field,
+            first.reason
+        );
+    }
+    rejected.extend(parsed.rejected.iter().map(|e| InboundRejection {
+        line: e.line,
+        field: e.field.to_string(),
+        reason: e.reason.clone(),
+    }));
+    Ok(())
+}
+
+/// The agent's result as stored on an award.
+fn transfer_outcome(
+    result: &PaymentResult,
+    reason: Option<String>,
+    cro: Option<String>,
+    execution_date: Option<time::Date>,
+) -> TransferOutcome {
+    TransferOutcome {
+        executed: *result == PaymentResult::Executed,
+        result: result.as_str().to_string(),
+        reason,
+        cro,
+        execution_date,
+    }
+}
+
 /// Read an inbound file (decrypting `.pgp` with the platform key), parse it and apply it.
 /// Bad lines are reported with their line numbers and never stop the others.
 pub async fn apply_inbound(
@@ -329,19 +369,7 @@ pub async fn apply_inbound(
     let outcome = match kind {
         InboundFileKind::Outcomes => {
             let parsed = cashback_payout::parse_outcomes(&content);
-            if parsed.lines.is_empty() && !parsed.rejected.is_empty() {
-                bail!(
-                    "file: no line of {name} is an outcome line (first error: line {}, {}: {})",
-                    parsed.rejected[0].line,
-                    parsed.rejected[0].field,
-                    parsed.rejected[0].reason
-                );
-            }
-            rejected.extend(parsed.rejected.iter().map(|e| InboundRejection {
-                line: e.line,
-                field: e.field.to_string(),
-                reason: e.reason.clone(),
-            }));
+            take_parse_errors(&name, "outcome", &parsed, &mut rejected)?;
             // An award listed twice in one file: the first line counts, the others are rejected.
             let mut first_line = std::collections::HashMap::new();
             let lines = parsed
@@ -364,32 +392,14 @@ pub async fn apply_inbound(
                 .map(|(line, l)| OutcomeUpdate {
                     line,
                     award_id: l.award_id,
-                    outcome: TransferOutcome {
-                        executed: l.result == PaymentResult::Executed,
-                        result: l.result.as_str().to_string(),
-                        reason: l.reason,
-                        cro: l.cro,
-                        execution_date: l.execution_date,
-                    },
+                    outcome: transfer_outcome(&l.result, l.reason, l.cro, l.execution_date),
                 })
                 .collect();
             store.apply_outcomes(&name, &sha, lines, render_notice, now).await?
         }
         InboundFileKind::Integrations => {
             let parsed = cashback_payout::parse_integrations(&content);
-            if parsed.lines.is_empty() && !parsed.rejected.is_empty() {
-                bail!(
-                    "file: no line of {name} is an integration line (first error: line {}, {}: {})",
-                    parsed.rejected[0].line,
-                    parsed.rejected[0].field,
-                    parsed.rejected[0].reason
-                );
-            }
-            rejected.extend(parsed.rejected.iter().map(|e| InboundRejection {
-                line: e.line,
-                field: e.field.to_string(),
-                reason: e.reason.clone(),
-            }));
+            take_parse_errors(&name, "integration", &parsed, &mut rejected)?;
             let mut lines = Vec::new();
             for (line, l) in parsed.lines {
                 let Some(iban) = l.iban.filter(|s| !s.is_empty()) else {
@@ -410,13 +420,7 @@ pub async fn apply_inbound(
                     period_start: l.period_start,
                     period_end: l.period_end,
                     complaint_id: Some(l.ticket_id),
-                    outcome: TransferOutcome {
-                        executed: l.result == PaymentResult::Executed,
-                        result: l.result.as_str().to_string(),
-                        reason: l.reason,
-                        cro: l.cro,
-                        execution_date: l.execution_date,
-                    },
+                    outcome: transfer_outcome(&l.result, l.reason, l.cro, l.execution_date),
                 });
             }
             store.apply_integrations(&name, &sha, lines, now).await?
