@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Citizen, Operator};
+use crate::console_api::{StatusCountView, awards_by_status};
 use crate::dto::JsonBody;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::SharedState;
@@ -275,10 +276,13 @@ pub struct CloseSummaryView {
     pub jackpot_cents: i64,
     pub amount_cents: i64,
     pub without_iban: u64,
+    /// The period's awards now (every kind: awards, re-issues, corrections, integrations) by
+    /// status; up to a minute old.
+    pub by_status: Vec<StatusCountView>,
 }
 
-impl From<&cashback_store::CloseSummary> for CloseSummaryView {
-    fn from(s: &cashback_store::CloseSummary) -> Self {
+impl CloseSummaryView {
+    pub fn new(s: &cashback_store::CloseSummary, by_status: Vec<StatusCountView>) -> Self {
         CloseSummaryView {
             award_period_id: s.award_period_id,
             citizens: s.citizens,
@@ -289,11 +293,13 @@ impl From<&cashback_store::CloseSummary> for CloseSummaryView {
             jackpot_cents: s.jackpot.cents(),
             amount_cents: s.amount.cents(),
             without_iban: s.without_iban,
+            by_status,
         }
     }
 }
 
-/// A closed period's award totals (404 until the period is closed).
+/// A closed period's award totals as computed by the close, and its awards by status now
+/// (`byStatus`, cached for 60 s). 404 until the period is closed.
 #[utoipa::path(get, path = "/bpd/ops/award-periods/{awardPeriodId}/close", tag = "ops", security(("apiKey" = [])),
     params(("awardPeriodId" = i64, Path)),
     responses((status = 200, body = CloseSummaryView), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -308,7 +314,7 @@ pub async fn ops_close_summary(
         .parse()
         .map_err(|_| ApiError::field(StatusCode::BAD_REQUEST, "awardPeriodId", "must be an integer"))?;
     match st.store.close_summary(id).await? {
-        Some(s) => Ok(Json(CloseSummaryView::from(&s))),
+        Some(s) => Ok(Json(CloseSummaryView::new(&s, awards_by_status(&st, id).await?))),
         None => Err(ApiError::not_found(format!("award period {id} is not closed"))),
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod auth;
 pub mod close;
+pub mod console;
+pub mod console_api;
 pub mod core;
 pub mod dto;
 pub mod error;
@@ -52,8 +54,10 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         winning::io_total_cashback, winning::io_ranking_v2, winning::io_ranking_milestone, winning::io_ranking_v1,
         winning::io_transactions_v2, winning::io_count_by_day, winning::io_transactions_v1,
         winning::hb_ranking_v1, winning::hb_ranking_v2, winning::hb_total_cashback, winning::hb_total_cashback_v2,
-        ops::period_ranking, close::io_awards, close::io_complaints, close::io_file_complaint, close::ops_complaints,
-        close::ops_decide_complaint, close::ops_close_summary, close::ops_outbox
+        ops::award_periods, ops::period_ranking, close::io_awards, close::io_complaints, close::io_file_complaint, close::ops_complaints,
+        close::ops_decide_complaint, close::ops_close_summary, close::ops_outbox,
+        console_api::io_instruments, console_api::ops_stats, console_api::ops_files, console_api::ops_file,
+        console_api::ops_ranking_history, console_api::ops_payout_files
     ),
     modifiers(&SecuritySchemes),
     tags((name = "io", description = "Citizen app (Bearer token)"), (name = "hb", description = "Issuers (Ocp-Apim-Subscription-Key)"),
@@ -150,6 +154,7 @@ pub fn router(state: SharedState) -> Router {
             "/bpd/io/citizen/v2",
             get(io::get_citizen_v2).put(io::put_citizen_v2).delete(io::delete_citizen).patch(io::patch_citizen),
         )
+        .route("/bpd/io/payment-instruments", get(console_api::io_instruments))
         .route("/bpd/io/payment-instruments/number", get(io::count_instruments))
         .route("/bpd/io/payment-instruments/number/", get(io::count_instruments))
         .route(
@@ -185,11 +190,17 @@ pub fn router(state: SharedState) -> Router {
         .route("/bpd/hb/winning-transactions/total-cashback", get(winning::hb_total_cashback))
         .route("/bpd/hb/winning-transactions/v2/total-cashback", get(winning::hb_total_cashback_v2))
         // Operators
+        .route("/bpd/ops/award-periods", get(ops::award_periods))
         .route("/bpd/ops/award-periods/{awardPeriodId}/ranking", get(ops::period_ranking))
         .route("/bpd/ops/award-periods/{awardPeriodId}/close", get(close::ops_close_summary))
         .route("/bpd/ops/complaints", get(close::ops_complaints))
         .route("/bpd/ops/complaints/{complaintId}/decision", post(close::ops_decide_complaint))
         .route("/bpd/ops/notifications", get(close::ops_outbox))
+        .route("/bpd/ops/award-periods/{awardPeriodId}/ranking/history", get(console_api::ops_ranking_history))
+        .route("/bpd/ops/stats", get(console_api::ops_stats))
+        .route("/bpd/ops/files", get(console_api::ops_files))
+        .route("/bpd/ops/files/{name}", get(console_api::ops_file))
+        .route("/bpd/ops/payout-files", get(console_api::ops_payout_files))
         .route("/bpd/io/awards", get(close::io_awards))
         .route("/bpd/io/complaints", get(close::io_complaints).post(close::io_file_complaint))
         // Payment Manager
@@ -230,6 +241,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .route(OPENAPI_PATH, get(openapi_endpoint))
+        .merge(console::routes())
         .merge(rtd)
         .merge(api)
         .layer(

@@ -1,11 +1,13 @@
-//! Operators' views (an `operator` API key): the live Super Cashback ranking of a period,
-//! without fiscal codes.
+//! Operators' views (an `operator` API key): the award periods and the live Super Cashback
+//! ranking of a period, without fiscal codes.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 
 use crate::auth::Operator;
+use crate::dto::AwardPeriodResource;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::ranking::{OperatorRankingView, operator_view};
 use crate::state::SharedState;
@@ -51,4 +53,11 @@ pub async fn period_ranking(
         return Err(ApiError::unavailable("the rankings are being loaded, retry shortly", 2));
     }
     Ok(Json(operator_view(&st.ranking, &period, top)))
+}
+
+/// Award periods, as the citizen app's v2 list (the operators' console picks a period from it).
+#[utoipa::path(get, path = "/bpd/ops/award-periods", tag = "ops", security(("apiKey" = [])),
+    responses((status = 200, body = Vec<AwardPeriodResource>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn award_periods(State(st): State<SharedState>, _op: Operator) -> Response {
+    crate::io::periods_response(&st, true)
 }

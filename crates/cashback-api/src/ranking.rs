@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use cashback_domain::AwardPeriod;
 use cashback_domain::ranking::{CitizenId, Ranking, is_awarded};
 use cashback_domain::scoring::Standing;
-use cashback_store::{StandingUpdate, Store, StoreError};
+use cashback_store::{RankingSnapshot, StandingUpdate, Store, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -394,6 +394,59 @@ pub fn operator_view(board: &RankingBoard, period: &AwardPeriod, top: usize) -> 
     operator_view_of(periods.get(&period.id), period, top)
 }
 
+/// Whether a period's ranking gets a daily snapshot on `today` (the civil date in Italy, the
+/// award periods' "today"): from its first day to the last day of its grace period.
+pub fn snapshot_due(period: &AwardPeriod, today: time::Date) -> bool {
+    period.start <= today && today <= period.grace_end()
+}
+
+/// The snapshots of every period open at `now` ([`snapshot_due`] on the Italian date), dated
+/// the UTC day of `now` (the console's days are UTC), from the board's operator view. Empty
+/// while the board is not loaded.
+pub fn ranking_snapshots(
+    board: &RankingBoard,
+    periods: &[AwardPeriod],
+    now: time::OffsetDateTime,
+) -> Vec<RankingSnapshot> {
+    if !board.ready() {
+        return Vec::new();
+    }
+    let today = cashback_domain::calendar::rome_date(now);
+    let day = now.to_offset(time::UtcOffset::UTC).date();
+    let rankings = board.read();
+    periods
+        .iter()
+        .filter(|p| snapshot_due(p, today))
+        .map(|p| {
+            let v = operator_view_of(rankings.get(&p.id), p, 0);
+            RankingSnapshot {
+                award_period_id: p.id,
+                day,
+                participants: u64::from(v.participants),
+                count_at_n: v.count_at_n,
+                top_count: v.top_count,
+                awarded: v.awarded,
+                recorded_at: now,
+            }
+        })
+        .collect()
+}
+
+/// Record [`ranking_snapshots`] (one per open period and UTC day: a later one of the same day
+/// replaces it). Returns how many were recorded.
+pub async fn record_ranking_snapshots(
+    board: &RankingBoard,
+    store: &dyn Store,
+    periods: &[AwardPeriod],
+    now: time::OffsetDateTime,
+) -> Result<usize, StoreError> {
+    let snapshots = ranking_snapshots(board, periods, now);
+    for s in &snapshots {
+        store.record_ranking_snapshot(s).await?;
+    }
+    Ok(snapshots.len())
+}
+
 pub(crate) fn instant_of_us(us: i64) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).ok()
 }
@@ -500,6 +553,45 @@ mod tests {
         assert_eq!(awarded(&r, &period(0, 50)), 0);
         assert_eq!(awarded(&r, &period(10, 0)), 5);
         assert_eq!(awarded(&Ranking::new(), &period(10, 0)), 0);
+    }
+
+    #[tokio::test]
+    async fn snapshots_of_open_periods_only() {
+        use time::macros::{date, datetime};
+        let board = RankingBoard::new(RankingConfig::default());
+        let mut running = period(2, 50);
+        (running.id, running.start, running.end, running.grace_period_days) =
+            (7, date!(2021 - 01 - 01), date!(2021 - 06 - 30), 10);
+        let grace = AwardPeriod { id: 8, start: date!(2020 - 12 - 01), end: date!(2021 - 06 - 20), ..running.clone() };
+        let over = AwardPeriod { id: 9, end: date!(2021 - 06 - 19), ..grace.clone() };
+        let future =
+            AwardPeriod { id: 10, start: date!(2021 - 07 - 01), end: date!(2021 - 12 - 31), ..running.clone() };
+        let periods = [running.clone(), grace, over, future];
+        // 22:30 UTC on 29 June is already 30 June in Italy (the grace of period 8 ends on 30 June;
+        // period 9's ended on 29 June); the snapshot is dated by the UTC day.
+        let now = datetime!(2021-06-29 22:30 UTC);
+        assert!(ranking_snapshots(&board, &periods, now).is_empty(), "board not loaded yet");
+        let feed = std::sync::Mutex::new(vec![
+            upd(1, 7, 1, 60, true),
+            upd(2, 7, 2, 50, true),
+            upd(3, 7, 3, 40, true),
+            upd(4, 8, 1, 5, true),
+        ]);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        board.catch_up_with(reader(&feed, &calls)).await.unwrap();
+        let snaps = ranking_snapshots(&board, &periods, now);
+        let snap = |id, participants, count_at_n, top_count, awarded| RankingSnapshot {
+            award_period_id: id,
+            day: date!(2021 - 06 - 29),
+            participants,
+            count_at_n,
+            top_count,
+            awarded,
+            recorded_at: now,
+        };
+        assert_eq!(snaps, vec![snap(7, 3, 50, 60, 2), snap(8, 1, 5, 5, 0)]);
+        let view = operator_view(&board, &running, 0);
+        assert_eq!((u64::from(view.participants), view.count_at_n, view.top_count, view.awarded), (3, 50, 60, 2));
     }
 
     #[test]

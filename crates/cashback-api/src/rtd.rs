@@ -308,7 +308,7 @@ pub struct FileReport {
     pub rejections: Option<Vec<RejectedLine>>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RejectedLine {
     pub line: u64,
     pub field: String,

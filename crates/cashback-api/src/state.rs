@@ -75,6 +75,8 @@ pub struct AppState {
     pub rate: crate::rate::RateLimits,
     /// The live Super Cashback rankings (kept up to date by `cashback serve`).
     pub ranking: Arc<crate::ranking::RankingBoard>,
+    /// The console's cached whole-table figures.
+    pub console: crate::console_api::ConsoleCache,
 }
 
 impl AppState {

@@ -59,6 +59,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "acquirer", include_str!("../migrations/0002_acquirer.sql")),
     (3, "scoring", include_str!("../migrations/0003_scoring.sql")),
     (4, "close", include_str!("../migrations/0004_close.sql")),
+    (5, "console", include_str!("../migrations/0005_console.sql")),
 ];
 
 /// How many migrations this build knows (the latest version).
@@ -296,6 +297,7 @@ macro_rules! transaction {
 }
 
 mod close;
+mod console;
 
 #[async_trait]
 impl Store for PgStore {
@@ -432,7 +434,7 @@ impl Store for PgStore {
     }
 
     async fn list_acquirer_files(&self, abi: &str, limit: u32) -> StoreResult<Vec<AcquirerFile>> {
-        ops::list_acquirer_files(&mut *self.conn().await?, abi, limit).await.map_err(store_err)
+        ops::list_acquirer_files(&mut *self.conn().await?, Some(abi), limit).await.map_err(store_err)
     }
 
     async fn active_hpans(&self, after: Option<&Hpan>, limit: u32) -> StoreResult<Vec<Hpan>> {

@@ -55,7 +55,7 @@ fn get_opt_time(r: &PgRow, i: usize) -> sqlx::Result<Option<OffsetDateTime>> {
     r.try_get::<Option<OffsetDateTime>, _>(i).map(|t| t.map(utc))
 }
 
-fn get_u32(r: &PgRow, i: usize) -> sqlx::Result<u32> {
+pub(crate) fn get_u32(r: &PgRow, i: usize) -> sqlx::Result<u32> {
     let v: i64 = r.try_get(i)?;
     u32::try_from(v).map_err(|_| decode_err(format!("column {i}: {v} does not fit in u32")))
 }
@@ -290,8 +290,9 @@ macro_rules! instrument_cols {
         "hpan, fiscal_code, channel, status, activation_date, deactivation_date"
     };
 }
+pub(crate) use instrument_cols;
 
-fn instrument_from_row(r: &PgRow) -> sqlx::Result<Instrument> {
+pub(crate) fn instrument_from_row(r: &PgRow) -> sqlx::Result<Instrument> {
     let hpan: String = r.try_get(0)?;
     let cf: String = r.try_get(1)?;
     let status: String = r.try_get(3)?;
@@ -644,7 +645,7 @@ macro_rules! file_cols {
     };
 }
 
-fn get_u64(r: &PgRow, i: usize) -> sqlx::Result<u64> {
+pub(crate) fn get_u64(r: &PgRow, i: usize) -> sqlx::Result<u64> {
     let v: i64 = r.try_get(i)?;
     u64::try_from(v).map_err(|_| decode_err(format!("column {i}: {v} is negative")))
 }
@@ -690,19 +691,27 @@ pub async fn get_acquirer_file(c: &mut PgConnection, name: &str) -> sqlx::Result
         .transpose()
 }
 
-pub async fn list_acquirer_files(c: &mut PgConnection, abi: &str, limit: u32) -> sqlx::Result<Vec<AcquirerFile>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        file_cols!(),
-        " FROM acquirer_file WHERE abi = $1 ORDER BY received_at DESC, id DESC LIMIT $2"
-    ))
-    .bind(abi)
-    .bind(i64::from(limit))
-    .fetch_all(c)
-    .await?
-    .iter()
-    .map(file_from_row)
-    .collect()
+/// Files of one acquirer (`Some(abi)`) or of all of them, most recently received first.
+pub async fn list_acquirer_files(
+    c: &mut PgConnection,
+    abi: Option<&str>,
+    limit: u32,
+) -> sqlx::Result<Vec<AcquirerFile>> {
+    let query = match abi {
+        Some(abi) => sqlx::query(concat!(
+            "SELECT ",
+            file_cols!(),
+            " FROM acquirer_file WHERE abi = $1 ORDER BY received_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(abi),
+        None => sqlx::query(concat!(
+            "SELECT ",
+            file_cols!(),
+            " FROM acquirer_file ORDER BY received_at DESC, id DESC LIMIT $1"
+        )),
+    };
+    // The limit is the last parameter of both statements.
+    query.bind(i64::from(limit)).fetch_all(c).await?.iter().map(file_from_row).collect()
 }
 
 pub async fn active_hpans(c: &mut PgConnection, after: Option<&Hpan>, limit: u32) -> sqlx::Result<Vec<Hpan>> {
@@ -1111,7 +1120,7 @@ pub async fn instrument_transactions(c: &mut PgConnection, hpan: &Hpan) -> sqlx:
 
 /// Statement timeout of the snapshot queries: they stream every citizen and window, which takes
 /// longer than the connection's default allows for operations.
-const SNAPSHOT_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = '10min'";
+pub(crate) const SNAPSHOT_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = '10min'";
 
 fn unix_micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000) as i64

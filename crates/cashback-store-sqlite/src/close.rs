@@ -622,7 +622,7 @@ impl SqliteStore {
     }
 
     /// A read-only connection of its own for a long scan (kept off the shared reader pool).
-    async fn scan<T: Send + 'static>(
+    pub(crate) async fn scan<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {

@@ -21,6 +21,7 @@
 //!   batch is lost as a whole, never half-applied.
 
 mod close;
+mod console;
 mod ops;
 mod pending;
 
@@ -113,6 +114,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "transaction_indexes", include_str!("../migrations/0004_transaction_indexes.sql")),
     (5, "scoring", include_str!("../migrations/0005_scoring.sql")),
     (6, "close", include_str!("../migrations/0006_close.sql")),
+    (7, "console", include_str!("../migrations/0007_console.sql")),
 ];
 
 fn poisoned() -> rusqlite::Error {
@@ -745,7 +747,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_acquirer_files(&self, abi: &str, limit: u32) -> StoreResult<Vec<AcquirerFile>> {
-        self.read(|c| ops::list_acquirer_files(c, abi, limit))
+        self.read(|c| ops::list_acquirer_files(c, Some(abi), limit))
     }
 
     async fn active_hpans(&self, after: Option<&Hpan>, limit: u32) -> StoreResult<Vec<Hpan>> {

@@ -184,7 +184,10 @@ fn hpan_from_blob(v: &[u8]) -> rusqlite::Result<Hpan> {
     Ok(Hpan::from_bytes(bytes))
 }
 
-fn instrument_from_row(r: &Row<'_>) -> rusqlite::Result<Instrument> {
+/// Columns of an instrument, in the order `instrument_from_row` reads them.
+pub(crate) const INSTRUMENT_COLS: &str = "hpan, fiscal_code, channel, status, activation_date, deactivation_date";
+
+pub(crate) fn instrument_from_row(r: &Row<'_>) -> rusqlite::Result<Instrument> {
     let hpan = hpan_from_blob(r.get_ref(0)?.as_blob()?)?;
     let cf: String = r.get(1)?;
     let status: String = r.get(3)?;
@@ -199,11 +202,9 @@ fn instrument_from_row(r: &Row<'_>) -> rusqlite::Result<Instrument> {
 }
 
 pub fn get_instrument(c: &Connection, hpan: &Hpan) -> rusqlite::Result<Option<Instrument>> {
-    c.prepare_cached(
-        "SELECT hpan, fiscal_code, channel, status, activation_date, deactivation_date FROM payment_instrument WHERE hpan = ?1",
-    )?
-    .query_row([&hpan.to_bytes()[..]], instrument_from_row)
-    .optional()
+    c.prepare_cached(&format!("SELECT {INSTRUMENT_COLS} FROM payment_instrument WHERE hpan = ?1"))?
+        .query_row([&hpan.to_bytes()[..]], instrument_from_row)
+        .optional()
 }
 
 fn citizen_enabled(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<bool> {
@@ -482,12 +483,19 @@ pub fn get_acquirer_file(c: &Connection, name: &str) -> rusqlite::Result<Option<
         .optional()
 }
 
-pub fn list_acquirer_files(c: &Connection, abi: &str, limit: u32) -> rusqlite::Result<Vec<AcquirerFile>> {
-    c.prepare_cached(&format!(
-        "SELECT {FILE_COLS} FROM acquirer_file WHERE abi = ?1 ORDER BY received_at DESC, id DESC LIMIT ?2"
-    ))?
-    .query_map(params![abi, limit], file_from_row)?
-    .collect()
+/// Files of one acquirer (`Some(abi)`) or of all of them, most recently received first.
+pub fn list_acquirer_files(c: &Connection, abi: Option<&str>, limit: u32) -> rusqlite::Result<Vec<AcquirerFile>> {
+    const NEWEST: &str = "ORDER BY received_at DESC, id DESC LIMIT";
+    match abi {
+        Some(abi) => c
+            .prepare_cached(&format!("SELECT {FILE_COLS} FROM acquirer_file WHERE abi = ?1 {NEWEST} ?2"))?
+            .query_map(params![abi, limit], file_from_row)?
+            .collect(),
+        None => c
+            .prepare_cached(&format!("SELECT {FILE_COLS} FROM acquirer_file {NEWEST} ?1"))?
+            .query_map(params![limit], file_from_row)?
+            .collect(),
+    }
 }
 
 pub fn active_hpans(c: &Connection, after: Option<&Hpan>, limit: u32) -> rusqlite::Result<Vec<Hpan>> {

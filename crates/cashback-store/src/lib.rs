@@ -16,6 +16,8 @@ pub mod acquirer;
 pub use acquirer::*;
 pub mod close;
 pub use close::*;
+pub mod console;
+pub use console::{AwardStatusCount, ConsoleStore, DayStats, ProgrammeTotals, RankingSnapshot};
 pub mod import;
 pub use import::*;
 pub mod scoring;
@@ -190,7 +192,7 @@ pub struct ChannelCount {
 /// The storage port. Every method is one atomic database transaction; write methods return only
 /// after their transaction is durably committed.
 #[async_trait]
-pub trait Store: CloseStore + Send + Sync + 'static {
+pub trait Store: CloseStore + ConsoleStore + Send + Sync + 'static {
     /// Backend name for logs and metrics ("sqlite" / "postgres").
     fn backend(&self) -> &'static str;
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use cashback_domain::eligibility::Ineligible;
 use cashback_domain::enrollment::{Channel, InstrumentStatus, OptInStatus};
 use cashback_domain::{AwardPeriod, FiscalCode, Hpan};
-use time::OffsetDateTime;
 use time::macros::datetime;
+use time::{Date, OffsetDateTime};
 
 use crate::*;
 
@@ -1088,6 +1088,202 @@ pub async fn period_totals_import(store: Arc<dyn Store>) {
     assert_eq!(store.citizen_period_totals(&a).await.unwrap()[0].transactions, 60, "never over an existing row");
 }
 
+/// The console's views on real data: a citizen's instruments (current owner only, inactive ones
+/// included, newest activation first), figures per UTC day (citizens by enrollment, every
+/// activation window on its own day, files and their rows by reception) and in total, every
+/// acquirer's files, ranking snapshots (one per period and day, the last one wins) and a closed
+/// period's awards by status.
+pub async fn console_views(store: Arc<dyn Store>) {
+    use cashback_domain::Money;
+    use time::macros::date;
+    let t10 = datetime!(2021-01-10 10:00 UTC);
+    let h = |hours: i64| t10 + secs(hours * 3600);
+    let (a, b, c) = (fiscal_code(300), fiscal_code(301), fiscal_code(302));
+    store.enroll_citizen(&a, None, &io(), t10).await.unwrap();
+    store.enroll_citizen(&b, None, &io(), t10).await.unwrap();
+    // One second before midnight UTC: the 11th in UTC (already the 12th in Rome).
+    let late = datetime!(2021-01-11 23:59:59 UTC);
+    store.enroll_citizen(&c, None, &io(), late).await.unwrap();
+    let activate = |n: u64, cf: &FiscalCode, at: OffsetDateTime| {
+        let (store, cf) = (store.clone(), cf.clone());
+        async move {
+            let out = store.enroll_instrument(&hpan(n), &cf, &io(), at).await.unwrap();
+            assert!(matches!(out, EnrollInstrumentOutcome::Activated(_)), "{n}: {out:?}");
+        }
+    };
+    let deactivate = |n: u64, cf: &FiscalCode, at: OffsetDateTime| {
+        let (store, cf) = (store.clone(), cf.clone());
+        async move {
+            let out = store.delete_instrument(&hpan(n), Some(&cf), at).await.unwrap();
+            assert_eq!(out, DeleteInstrumentOutcome::Deactivated, "{n}");
+        }
+    };
+    activate(3001, &a, t10).await;
+    activate(3003, &b, t10).await;
+    activate(3005, &a, h(2)).await;
+    deactivate(3005, &a, h(3)).await;
+    activate(3006, &b, h(4)).await;
+    deactivate(3006, &b, h(5)).await;
+    activate(3002, &a, h(22)).await; // 2021-01-11 08:00
+    deactivate(3002, &a, h(23)).await;
+    activate(3004, &c, late).await;
+    activate(3002, &a, h(46)).await; // re-activated 2021-01-12 08:00
+    activate(3006, &a, h(47)).await; // taken over from b, 2021-01-12 09:00
+    assert_eq!(store.withdraw_citizen(&c, &io(), h(70)).await.unwrap(), WithdrawOutcome::Withdrawn { instruments: 1 });
+
+    // A citizen's instruments: the current (or last) owner's, active and inactive, newest first.
+    let card = |n: u64, owner: &FiscalCode, from: OffsetDateTime, until: Option<OffsetDateTime>| Instrument {
+        hpan: hpan(n),
+        fiscal_code: owner.clone(),
+        channel: "app-io-channel".into(),
+        status: if until.is_some() { InstrumentStatus::Inactive } else { InstrumentStatus::Active },
+        activation_date: from,
+        deactivation_date: until,
+    };
+    assert_eq!(
+        store.citizen_instruments(&a).await.unwrap(),
+        vec![
+            card(3006, &a, h(47), None),
+            card(3002, &a, h(46), None),
+            card(3005, &a, h(2), Some(h(3))),
+            card(3001, &a, t10, None)
+        ]
+    );
+    assert_eq!(store.citizen_instruments(&b).await.unwrap(), vec![card(3003, &b, t10, None)], "3006 is a's now");
+    assert_eq!(store.citizen_instruments(&c).await.unwrap(), vec![card(3004, &c, late, Some(h(70)))]);
+    assert!(store.citizen_instruments(&fiscal_code(303)).await.unwrap().is_empty());
+
+    // Acquirer files: one with eligible, ineligible, duplicate and malformed rows, received on
+    // the 12th; one of another acquirer refused as a whole on the 13th.
+    let period = AwardPeriod {
+        min_transaction_number: 2,
+        min_position: 1,
+        ..cashback_domain::period::default_programme()[1].clone()
+    };
+    store.upsert_award_period(&period).await.unwrap();
+    store.set_payoff(&a, payoff("IT60X0542811101000000123456"), h(48)).await.unwrap();
+    let paid = |n: u64, card: u64, cf: &FiscalCode, cents: i64| StoredTransaction {
+        amount_cents: cents,
+        reversal: false,
+        ..stored_trx(n, card, Some((cf, 1)), h(48) + secs(n as i64))
+    };
+    let rows = vec![
+        paid(1, 3001, &a, 2_000),
+        paid(2, 3001, &a, 2_000),
+        paid(3, 3002, &a, 2_000),
+        paid(4, 3003, &b, 1_000),
+        paid(5, 3003, &b, 1_000),
+        stored_trx(6, 9999, None, h(48)),
+    ];
+    let name = "CSTAR.12345.TRNLOG.20210112.230000.001.csv";
+    let f = started(store.begin_acquirer_file(new_file(name), datetime!(2021-01-12 23:00 UTC)).await.unwrap());
+    let rejections = vec![
+        Rejection { line: 7, field: "bin".into(), reason: "must be 6 or 8 digits".into() },
+        Rejection { line: 8, field: "amount".into(), reason: "must be a number".into() },
+    ];
+    let chunk = IngestChunk { rows: rows.clone(), rejections, last_line: 8, checksum: None };
+    assert_eq!(
+        store.ingest_chunk(f.id, chunk).await.unwrap(),
+        ChunkOutcome { accepted: 5, ineligible: 1, duplicates: 0 }
+    );
+    let again = IngestChunk { rows: vec![rows[0].clone()], rejections: vec![], last_line: 9, checksum: None };
+    assert_eq!(store.ingest_chunk(f.id, again).await.unwrap().duplicates, 1);
+    let done = store.finish_acquirer_file(f.id, None, datetime!(2021-01-12 23:05 UTC)).await.unwrap();
+    assert_eq!(done.counts, FileCounts { accepted: 5, ineligible: 1, duplicates: 1, rejected: 2 });
+    let other = NewAcquirerFile { abi: "54321".into(), ..new_file("CSTAR.54321.TRNLOG.20210113.003000.001.csv") };
+    let g = started(store.begin_acquirer_file(other, datetime!(2021-01-13 00:30 UTC)).await.unwrap());
+    let refused = store.finish_acquirer_file(g.id, Some("not encrypted to our key".into()), h(63)).await.unwrap();
+    assert_eq!(refused.status, FileStatus::Failed);
+
+    let names = |files: Vec<AcquirerFile>| files.into_iter().map(|f| f.name).collect::<Vec<_>>();
+    assert_eq!(names(store.all_acquirer_files(None, 10).await.unwrap()), vec![refused.name.clone(), done.name.clone()]);
+    assert_eq!(store.all_acquirer_files(None, 1).await.unwrap(), vec![refused.clone()]);
+    assert_eq!(store.all_acquirer_files(Some("12345"), 10).await.unwrap(), vec![done.clone()]);
+    assert!(store.all_acquirer_files(Some("99999"), 10).await.unwrap().is_empty());
+
+    // Figures per UTC day: only days with something, in order.
+    let day = |d: Date, citizens, instruments, files, accepted, rejected| DayStats {
+        day: d,
+        citizens_enrolled: citizens,
+        instruments_activated: instruments,
+        files,
+        rows_accepted: accepted,
+        rows_rejected: rejected,
+    };
+    let all = store.daily_stats(date!(2021 - 01 - 01), date!(2021 - 01 - 31)).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            day(date!(2021 - 01 - 10), 2, 4, 0, 0, 0),
+            day(date!(2021 - 01 - 11), 1, 2, 0, 0, 0),
+            day(date!(2021 - 01 - 12), 0, 2, 1, 6, 2),
+            day(date!(2021 - 01 - 13), 0, 0, 1, 0, 0),
+        ]
+    );
+    assert_eq!(
+        store.daily_stats(date!(2021 - 01 - 11), date!(2021 - 01 - 11)).await.unwrap(),
+        vec![day(date!(2021 - 01 - 11), 1, 2, 0, 0, 0)],
+        "both ends of the range are included"
+    );
+    assert!(store.daily_stats(date!(2021 - 01 - 14), date!(2021 - 12 - 31)).await.unwrap().is_empty());
+    assert!(store.daily_stats(date!(2021 - 01 - 12), date!(2021 - 01 - 11)).await.unwrap().is_empty());
+    assert_eq!(
+        store.programme_totals().await.unwrap(),
+        ProgrammeTotals {
+            citizens: 3,
+            citizens_enabled: 2,
+            instruments_active: 4,
+            instruments: 6,
+            files: 2,
+            transactions: 6
+        }
+    );
+
+    // Ranking snapshots: one per period and day, the last one of the day wins; oldest first.
+    let snap = |period: i64, d: Date, participants: u64, at: OffsetDateTime| RankingSnapshot {
+        award_period_id: period,
+        day: d,
+        participants,
+        count_at_n: 3,
+        top_count: 7,
+        awarded: 1,
+        recorded_at: at,
+    };
+    let s12 = snap(1, date!(2021 - 01 - 12), 10, datetime!(2021-01-12 10:00 UTC));
+    let s12_later = RankingSnapshot {
+        count_at_n: 4,
+        top_count: 9,
+        awarded: 2,
+        ..snap(1, date!(2021 - 01 - 12), 12, datetime!(2021-01-12 10:05 UTC))
+    };
+    let s11 = snap(1, date!(2021 - 01 - 11), 8, datetime!(2021-01-11 23:55:00.123456 UTC));
+    store.record_ranking_snapshot(&s12).await.unwrap();
+    store.record_ranking_snapshot(&s12_later).await.unwrap();
+    store.record_ranking_snapshot(&s11).await.unwrap();
+    store.record_ranking_snapshot(&snap(2, date!(2021 - 01 - 12), 99, t10)).await.unwrap();
+    assert_eq!(store.ranking_history(1, 400).await.unwrap(), vec![s11.clone(), s12_later.clone()]);
+    assert_eq!(store.ranking_history(1, 1).await.unwrap(), vec![s12_later], "the most recent days");
+    assert_eq!(store.ranking_history(2, 400).await.unwrap().len(), 1);
+    assert!(store.ranking_history(3, 400).await.unwrap().is_empty());
+
+    // A closed period's awards by status: A's award is in a payout file (SENT), B's waits for
+    // an IBAN (NEW).
+    assert!(store.award_status_counts(1).await.unwrap().is_empty());
+    let now = datetime!(2021-07-11 06:00 UTC);
+    let closed = store.close_period(&period, render_notice, now).await.unwrap();
+    assert_eq!(closed.summary().awards, 2);
+    let payout = store.prepare_payout(10, name_payout, render_notice, now).await.unwrap();
+    assert_eq!((payout.files.len(), payout.waiting_for_iban), (1, 1));
+    assert_eq!(
+        store.award_status_counts(1).await.unwrap(),
+        vec![
+            AwardStatusCount { status: "NEW".into(), awards: 1, amount: Money::from_cents(200) },
+            AwardStatusCount { status: "SENT".into(), awards: 1, amount: Money::from_cents(150_600) },
+        ]
+    );
+    assert!(store.award_status_counts(2).await.unwrap().is_empty());
+}
+
 /// Expands to one `#[tokio::test]` per contract story. `$make` is an async expression that
 /// returns a fresh `Arc<dyn Store>`.
 #[macro_export]
@@ -1111,7 +1307,8 @@ macro_rules! contract_tests {
             bulk_import_of_enrollments,
             scoring_follows_files,
             period_close_lifecycle,
-            period_totals_import
+            period_totals_import,
+            console_views
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub notifications: Option<cashback_notify::NotifyConfig>,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
 }
 
 impl FileConfig {
@@ -90,6 +92,27 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self { enabled: true, tick_secs: 60 }
+    }
+}
+
+/// The web console's background work in `serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Seconds between snapshots of the open periods' rankings (the ranking history; the last
+    /// snapshot of a day stays). One is also taken as soon as the rankings are loaded.
+    pub snapshot_interval_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { snapshot_interval_secs: 300 }
+    }
+}
+
+impl ConsoleConfig {
+    pub fn snapshot_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.snapshot_interval_secs.max(1))
     }
 }
 
@@ -454,6 +477,10 @@ mod tests {
         assert_eq!(r.ranking.board().refresh, std::time::Duration::from_millis(50));
         assert_eq!(r.ranking.board().page_rows, 10);
         assert!(toml::from_str::<FileConfig>("[ranking]\nbogus = 1\n").is_err());
+        assert_eq!(none.console.snapshot_interval(), std::time::Duration::from_secs(300));
+        let c: FileConfig = toml::from_str("[console]\nsnapshot_interval_secs = 60\n").unwrap();
+        assert_eq!(c.console.snapshot_interval(), std::time::Duration::from_secs(60));
+        assert!(toml::from_str::<FileConfig>("[console]\nbogus = 1\n").is_err());
         assert_eq!(none.rate_limits.rates(), cashback_api::rate::RateConfig::default());
         let r: FileConfig = toml::from_str("[rate_limits.citizen]\nper_second = 0\nburst = 0\n").unwrap();
         assert_eq!(r.rate_limits.rates().citizen, cashback_api::rate::Rate::OFF);

@@ -8,6 +8,7 @@ mod bench;
 mod bench_close;
 mod bench_ingest;
 mod config;
+mod demo;
 mod ingest;
 mod period;
 mod serve;
@@ -83,6 +84,8 @@ enum Command {
     BenchClose(bench_close::BenchCloseArgs),
     /// Period close: awards, payout files, the payout agent's outcomes, complaints, notifications.
     Period(period::PeriodArgs),
+    /// A small programme on a fresh SQLite file, served with the web console: the newcomer's demo.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,5 +101,6 @@ fn main() -> anyhow::Result<()> {
         Command::Acquirer(args) => runtime.block_on(acquirer_tool::run(args)),
         Command::Period(args) => runtime.block_on(period::run(args)),
         Command::BenchClose(args) => runtime.block_on(bench_close::run(args)),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
     }
 }

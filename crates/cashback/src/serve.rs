@@ -159,6 +159,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rtd: cashback_api::rtd::RtdState::new(cfg.acquirer.rtd(), pgp_key, &salt_secret),
         rate: cashback_api::rate::RateLimits::new(cfg.rate_limits.rates()),
         ranking: ranking.clone(),
+        console: Default::default(),
     });
     {
         // Buckets of idle clients are dropped, so memory follows the recently active ones.
@@ -188,6 +189,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The rankings: first load in the background (ranking endpoints answer 503 until it is
     // done), then the change feed every `ranking.refresh_ms`.
     tokio::spawn(ranking.run_refresher(store.clone()));
+    // The ranking history of the console: a snapshot of every open period once the rankings are
+    // loaded, then every `console.snapshot_interval_secs`.
+    tokio::spawn(run_ranking_snapshots(state.clone(), cfg.console.snapshot_interval()));
     // Period close: the scheduler (each step once across all nodes) and the outbox dispatcher.
     if cfg.scheduler.enabled {
         let ncfg = cfg.notifications();
@@ -204,6 +208,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Record the open periods' ranking snapshots (`cashback_api::ranking::record_ranking_snapshots`)
+/// as soon as the board is loaded, then every `every`. Failures are logged and retried at the
+/// next tick.
+async fn run_ranking_snapshots(st: Arc<AppState>, every: Duration) {
+    while !st.ranking.ready() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match cashback_api::ranking::record_ranking_snapshots(&st.ranking, st.store.as_ref(), &st.periods(), st.now())
+            .await
+        {
+            Ok(n) => tracing::debug!(periods = n, "ranking snapshots recorded"),
+            Err(e) => tracing::warn!(error = %e, "recording the ranking snapshots failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -304,6 +328,30 @@ fn parse_date(field: &str, s: &str) -> anyhow::Result<time::Date> {
         .with_context(|| format!("{field}: expected YYYY-MM-DD"))
 }
 
+/// Create a credential with a fresh random API key; only the key's SHA-256 is stored. Returns the
+/// credential and the key (shown once).
+pub(crate) async fn create_credential(
+    store: &Arc<dyn Store>,
+    kind: CredentialKind,
+    scope: String,
+    id: Option<String>,
+    now: OffsetDateTime,
+) -> anyhow::Result<(Credential, String)> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+    let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let cred = Credential {
+        id: id.unwrap_or_else(|| format!("{}-{scope}", kind.as_str())),
+        kind,
+        scope,
+        key_sha256: sha256_hex(key.as_bytes()),
+        created_at: now,
+        revoked_at: None,
+    };
+    store.insert_credential(&cred).await.context("creating the credential (is the id already used?)")?;
+    Ok((cred, key))
+}
+
 pub async fn admin(db: DbArgs, cmd: AdminCommand) -> anyhow::Result<()> {
     init_cli_tracing();
     if let AdminCommand::PgpKeygen { out, user_id } = &cmd {
@@ -334,18 +382,7 @@ async fn run_admin(
             if kind == CredentialKind::Issuer {
                 cashback_domain::enrollment::Channel::parse(&scope).map_err(|e| anyhow::anyhow!("scope: {e}"))?;
             }
-            let mut raw = [0u8; 32];
-            getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
-            let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-            let cred = Credential {
-                id: id.unwrap_or_else(|| format!("{}-{scope}", kind.as_str())),
-                kind,
-                scope,
-                key_sha256: sha256_hex(key.as_bytes()),
-                created_at: now,
-                revoked_at: None,
-            };
-            store.insert_credential(&cred).await.context("creating the credential (is the id already used?)")?;
+            let (cred, key) = create_credential(store, kind, scope, id, now).await?;
             println!(
                 "{}",
                 serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key })

@@ -541,6 +541,28 @@ async fn scenario(backend: Backend) {
     assert_eq!(same["status"], "ACCEPTED");
     let summary = srv.send(ops(Method::GET, &format!("/bpd/ops/award-periods/{PERIOD}/close"))).await.json_with(200);
     assert_eq!((&summary["awards"], &summary["notEligible"]), (&json!(2), &json!(1)), "{summary}");
+    // The awards now by status (every kind): A's award executed; B's award and A's correction sent.
+    assert_eq!(
+        summary["byStatus"],
+        json!([{"status": "EXECUTED", "awards": 1, "amountCents": cashback_a + SUPER_CASHBACK},
+            {"status": "SENT", "awards": 2, "amountCents": cashback_b + 500}]),
+        "{summary}"
+    );
+    // The payout files, newest first.
+    let files = srv.send(ops(Method::GET, "/bpd/ops/payout-files")).await.json_with(200);
+    let names: Vec<&Value> = files.as_array().unwrap().iter().map(|f| &f["name"]).collect();
+    assert_eq!(names, vec![&third["name"], &second["name"], &first["name"]], "{files}");
+    let newest = &files[0];
+    assert_eq!(
+        (&newest["payoutFileId"], &newest["rows"], &newest["amountCents"], &newest["sha256"]),
+        (&third["payoutFileId"], &json!(1), &json!(500), &third["sha256"]),
+        "{newest}"
+    );
+    assert!(newest["runId"].as_i64().unwrap() > files[1]["runId"].as_i64().unwrap(), "one run per payout: {files}");
+    assert_eq!((&newest["chunk"], &newest["totalChunks"]), (&json!(1), &json!(1)));
+    common::assert_utc_timestamp(&newest["createdAt"], "createdAt");
+    let one = srv.send(ops(Method::GET, "/bpd/ops/payout-files?limit=1")).await.json_with(200);
+    assert_eq!(one, json!([newest]));
     srv.send(ops(Method::GET, "/bpd/ops/award-periods/4242/close")).await.problem(404, "not closed");
     let outbox = srv.send(ops(Method::GET, "/bpd/ops/notifications")).await.json_with(200);
     assert_eq!(outbox, json!({"pending": 0, "sent": 6, "failed": 0}));
