@@ -87,7 +87,7 @@ pub fn cards_of(n: u32, seed: u64) -> impl Iterator<Item = u64> {
 
 /// How often citizen `n` pays, in payments per 10 days: most rarely, a few every day (the heavy
 /// users who reached ~800 transactions a semester).
-fn payments_per_ten_days(n: u32, seed: u64) -> u64 {
+pub(crate) fn payments_per_ten_days(n: u32, seed: u64) -> u64 {
     match Rng(seed ^ u64::from(n).wrapping_mul(0x9e37_79b9)).below(100) {
         0..=2 => 45,
         3..=29 => 12,
@@ -178,16 +178,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!("--days must be from 1 to {MAX_DAYS}");
     }
     let started = Instant::now();
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = args.file.clone().into_os_string();
-        p.push(suffix);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", PathBuf::from(p).display())),
-        }
-    }
-    let url = format!("sqlite://{}", args.file.display());
+    let url = fresh_sqlite(&args.file)?;
     let now = OffsetDateTime::now_utc();
     let today = calendar::rome_date(now);
     let period = demo_period(today, args.days, args.citizens)?;
@@ -246,6 +237,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Delete a SQLite file and its WAL companions (a fresh start); its URL.
+pub(crate) fn fresh_sqlite(file: &Path) -> anyhow::Result<String> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = file.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", PathBuf::from(p).display())),
+        }
+    }
+    Ok(format!("sqlite://{}", file.display()))
+}
+
 fn log_path(file: &Path) -> PathBuf {
     let mut p = file.as_os_str().to_owned();
     p.push(".log");
@@ -297,7 +302,8 @@ async fn seed(
     Ok((operator_key, acquirer_key))
 }
 
-async fn upload(
+/// Send one acquirer file through the acquirer API (SAS, then PUT); its report.
+pub(crate) async fn upload(
     http: &reqwest::Client,
     base: &str,
     key: &str,

@@ -12,6 +12,7 @@ mod demo;
 mod ingest;
 mod period;
 mod serve;
+mod simulate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ enum Command {
     Period(period::PeriodArgs),
     /// A small programme on a fresh SQLite file, served with the web console: the newcomer's demo.
     Demo(demo::DemoArgs),
+    /// A deterministic synthetic programme through the API, checked against a reference model.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,5 +105,6 @@ fn main() -> anyhow::Result<()> {
         Command::Period(args) => runtime.block_on(period::run(args)),
         Command::BenchClose(args) => runtime.block_on(bench_close::run(args)),
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Simulate(args) => runtime.block_on(simulate::run(args)),
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use cashback_api::auth::{CredentialCache, IdentityResolver, IntrospectionResolver, JwtResolver, sha256_hex};
 use cashback_api::iban_check::{HttpIbanChecker, IbanChecker};
 use cashback_api::ranking::RankingBoard;
-use cashback_api::state::{AppState, HttpLimits, Secret, system_clock};
+use cashback_api::state::{AppState, Clock, HttpLimits, Secret, system_clock};
 use cashback_domain::AwardPeriod;
 use cashback_store::{Credential, CredentialKind, Store};
 use clap::Subcommand;
@@ -89,16 +89,16 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
         .context("installing the metrics recorder")
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = config::load(args.db.config.as_deref())?;
-    init_tracing(cfg.log.format.as_deref() == Some("json"));
-    let dev = args.dev || cfg.dev.unwrap_or(false);
-    let listen = match args.listen {
-        Some(a) => a,
-        None => cfg.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse().context("listen: not a socket address")?,
-    };
-    let url = database_url(&args.db, &cfg);
-
+/// The application state of a node: identity, credentials, limits, the acquirer API's key and
+/// the (empty) rankings, on `store` with `clock` as "now". `serve` and `simulate` share it.
+pub(crate) fn build_state(
+    args: &ServeArgs,
+    cfg: &FileConfig,
+    dev: bool,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<(Arc<AppState>, Arc<RankingBoard>)> {
     let salt = match args.salt.clone().or(config::secret("salt", cfg.salt.clone(), cfg.salt_file.as_deref())?) {
         Some(s) if !s.is_empty() => s,
         _ if dev => DEV_SALT.to_owned(),
@@ -132,21 +132,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(k) => tracing::info!(fingerprint = %k.fingerprint_hex(), "OpenPGP key loaded"),
         None => tracing::warn!("no OpenPGP key configured (acquirer.pgp_secret_key_file): .pgp uploads are refused"),
     }
-    let metrics = install_metrics()?;
-    let store = open_store(&url, &cfg).await?;
-    let seeded = store.seed_award_periods(&cashback_domain::period::default_programme()).await?;
-    if seeded > 0 {
-        tracing::info!(seeded, "default award periods seeded");
-    }
     let salt_secret = Secret::new(salt);
     let ranking = Arc::new(RankingBoard::new(cfg.ranking.board()));
     let state = Arc::new(AppState {
-        store: store.clone(),
+        store,
         identity,
         credentials: CredentialCache::new(Duration::from_secs(cfg.limits.credential_cache_ttl_secs)),
         iban_checker,
         salt: salt_secret.clone(),
-        clock: system_clock(),
+        clock,
         dev,
         dev_jwt_secret: dev.then(|| Secret::new(DEV_JWT_SECRET)),
         limits: HttpLimits {
@@ -155,12 +149,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             request_timeout: Duration::from_millis(cfg.limits.request_timeout_ms),
         },
         periods: RwLock::new(Arc::new(Vec::new())),
-        metrics: Some(metrics),
+        metrics,
         rtd: cashback_api::rtd::RtdState::new(cfg.acquirer.rtd(), pgp_key, &salt_secret),
         rate: cashback_api::rate::RateLimits::new(cfg.rate_limits.rates()),
         ranking: ranking.clone(),
         console: Default::default(),
     });
+    Ok((state, ranking))
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = config::load(args.db.config.as_deref())?;
+    init_tracing(cfg.log.format.as_deref() == Some("json"));
+    let dev = args.dev || cfg.dev.unwrap_or(false);
+    let listen = match args.listen {
+        Some(a) => a,
+        None => cfg.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse().context("listen: not a socket address")?,
+    };
+    let url = database_url(&args.db, &cfg);
+
+    let metrics = install_metrics()?;
+    let store = open_store(&url, &cfg).await?;
+    let seeded = store.seed_award_periods(&cashback_domain::period::default_programme()).await?;
+    if seeded > 0 {
+        tracing::info!(seeded, "default award periods seeded");
+    }
+    let (state, ranking) = build_state(&args, &cfg, dev, store.clone(), system_clock(), Some(metrics))?;
     {
         // Buckets of idle clients are dropped, so memory follows the recently active ones.
         let st = state.clone();
