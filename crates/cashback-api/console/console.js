@@ -452,7 +452,7 @@
     const rows = awards.map((a) => el('tr', {},
       el('td', {}, String(a.awardPeriodId)), el('td', {}, a.kind), el('td', { class: 'num' }, cents(a.amountCents)),
       el('td', {}, a.status), el('td', { class: 'mono' }, a.ibanMasked || '')));
-    return section('awards', t('awards'), table([t('period'), t('kind'), t('amount'), 'Status', 'IBAN'], rows, t('awards')));
+    return section('awards', t('awards'), table([t('period'), t('kind'), t('amount'), t('status'), 'IBAN'], rows, t('awards')));
   }
 
   async function complaintsPanel(periods, periodId) {
@@ -471,7 +471,7 @@
     } }, el('h3', {}, t('newComplaint')), field('complaint-period', t('period'), periodSel), field('complaint-kind', t('kind'), kindSel),
     field('complaint-desc', t('description'), desc), el('button', { type: 'submit' }, t('send')));
     const body = list.length
-      ? table([t('created'), t('kind'), 'Status', t('decision')], list.map((c) => el('tr', {},
+      ? table([t('created'), t('kind'), t('status'), t('decision')], list.map((c) => el('tr', {},
         el('td', {}, day(c.createdAt)), el('td', {}, t('kind_' + c.kind)), el('td', {}, c.status),
         el('td', {}, c.operatorNote || (c.correctionCents != null ? cents(c.correctionCents) : ''))), t('complaints')))
       : el('p', { class: 'muted' }, t('noComplaints'));
@@ -563,7 +563,7 @@
         el('td', {}, el('button', { type: 'button', class: 'link', 'aria-label': t('viewReport', { name: f.name }), onclick: () => showReport(f.name, report) }, t('report'))));
     });
     return section('files', t('files'),
-      el('div', { class: 'scroll' }, table([t('name'), t('abi'), 'Status', t('received'), t('accepted'), t('ineligible'), t('duplicates'), t('rejected'), ''], rows, t('files'))),
+      el('div', { class: 'scroll' }, table([t('name'), t('abi'), t('status'), t('received'), t('accepted'), t('ineligible'), t('duplicates'), t('rejected'), ''], rows, t('files'))),
       report);
   }
 
@@ -588,7 +588,7 @@
           ['closeWinners', num(s.superCashbackWinners)], ['closeAmount', cents(s.amountCents)], ['closeWithoutIban', num(s.withoutIban)]]
           .map(([k, v]) => el('div', { class: 'tile' }, el('span', { class: 'tile-label' }, t(k)), el('span', { class: 'tile-value' }, v)))));
       if (s.byStatus && s.byStatus.length) {
-        parts.push(table(['Status', t('closeAwards'), t('amount')], s.byStatus.map((b) => el('tr', {},
+        parts.push(table([t('status'), t('closeAwards'), t('amount')], s.byStatus.map((b) => el('tr', {},
           el('td', {}, b.status), el('td', { class: 'num' }, num(b.awards)), el('td', { class: 'num' }, cents(b.amountCents)))), t('awardsPayouts')));
       }
     } catch (e) {
