@@ -208,13 +208,7 @@ pub async fn ops_complaints(
                 ApiError::field(StatusCode::BAD_REQUEST, "status", "must be OPEN, ACCEPTED or REJECTED")
             })?),
         };
-    let limit =
-        match params.get("limit") {
-            None => 100,
-            Some(v) => v.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-                ApiError::field(StatusCode::BAD_REQUEST, "limit", "must be an integer from 1 to 1000")
-            })?,
-        };
+    let limit = params.limit(100, 1000)?;
     Ok(Json(st.store.list_complaints(status, limit).await?.iter().map(|c| ComplaintView::new(c, true)).collect()))
 }
 

@@ -142,15 +142,6 @@ impl Default for ConsoleCache {
 // ---------------------------------------------------------------------------------------------
 
 /// `limit`: `default` when absent, else an integer from 1 to `max`.
-fn limit_param(params: &Params, default: u32, max: u32) -> ApiResult<u32> {
-    match params.get("limit") {
-        None => Ok(default),
-        Some(v) => v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
-            ApiError::field(StatusCode::BAD_REQUEST, "limit", format!("must be an integer from 1 to {max}"))
-        }),
-    }
-}
-
 fn date_param(params: &Params, name: &'static str) -> ApiResult<Option<Date>> {
     params
         .get(name)
@@ -404,11 +395,11 @@ pub async fn ops_files(
 ) -> ApiResult<Json<Vec<OpsFileView>>> {
     let abi = params.get("abi");
     if let Some(abi) = abi
-        && (abi.len() != 5 || !abi.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && !cashback_domain::acquirer::is_abi(abi)
     {
         return Err(ApiError::field(StatusCode::BAD_REQUEST, "abi", "must be 5 ASCII letters or digits"));
     }
-    let limit = limit_param(&params, FILES_DEFAULT, FILES_MAX)?;
+    let limit = params.limit(FILES_DEFAULT, FILES_MAX)?;
     let files = st.store.all_acquirer_files(abi, limit).await?;
     Ok(Json(files.iter().map(OpsFileView::from).collect()))
 }
@@ -511,7 +502,7 @@ pub async fn ops_payout_files(
     _op: Operator,
     params: Params,
 ) -> ApiResult<Json<Vec<PayoutFileView>>> {
-    let limit = limit_param(&params, PAYOUT_FILES_DEFAULT, PAYOUT_FILES_MAX)?;
+    let limit = params.limit(PAYOUT_FILES_DEFAULT, PAYOUT_FILES_MAX)?;
     let files = st.store.payout_files(None).await?;
     Ok(Json(
         files
@@ -594,10 +585,10 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert_eq!(limit_param(&params(&[]), 50, 500).unwrap(), 50);
-        assert_eq!(limit_param(&params(&[("limit", "500")]), 50, 500).unwrap(), 500);
+        assert_eq!(params(&[]).limit(50, 500).unwrap(), 50);
+        assert_eq!(params(&[("limit", "500")]).limit(50, 500).unwrap(), 500);
         for bad in ["0", "501", "-1", "x"] {
-            assert_eq!(limit_param(&params(&[("limit", bad)]), 50, 500).unwrap_err().field.as_deref(), Some("limit"));
+            assert_eq!(params(&[("limit", bad)]).limit(50, 500).unwrap_err().field.as_deref(), Some("limit"));
         }
     }
 

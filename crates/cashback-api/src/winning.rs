@@ -71,6 +71,16 @@ impl Params {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
     }
 
+    /// `limit`: `default` when absent, else an integer from 1 to `max` (400 naming `limit`).
+    pub fn limit(&self, default: u32, max: u32) -> ApiResult<u32> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(v) => v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                ApiError::field(StatusCode::BAD_REQUEST, "limit", format!("must be an integer from 1 to {max}"))
+            }),
+        }
+    }
+
     fn parse<T: FromStr>(&self, name: &'static str, what: &str) -> ApiResult<Option<T>> {
         match self.get(name) {
             None => Ok(None),

@@ -63,6 +63,11 @@ pub struct FileName {
     pub encrypted: bool,
 }
 
+/// An acquirer's ABI code as the file names and credentials carry it: 5 ASCII letters or digits.
+pub fn is_abi(s: &str) -> bool {
+    s.len() == 5 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 impl FileName {
     /// Parses `CSTAR.<ABI: 5 ASCII alphanumerics>.TRNLOG.<yyyymmdd>.<hhmmss>.<nnn>[.<nn> chunk].csv[.pgp]`.
     ///
@@ -77,7 +82,7 @@ impl FileName {
             return Err(name_err(format!("must start with \"CSTAR.\", got \"{}\"", echo(name.as_bytes()))));
         }
         let abi = next().unwrap_or("");
-        if abi.len() != 5 || !abi.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !is_abi(abi) {
             return Err(name_err(format!("ABI must be 5 ASCII letters or digits, got \"{}\"", echo(abi.as_bytes()))));
         }
         let file_type = next().unwrap_or("");

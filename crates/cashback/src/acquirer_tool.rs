@@ -172,7 +172,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<()> {
     let s = settings(args)?;
     let base = client::parse_base(&s.api)?;
     if let Some(abi) = &s.abi
-        && (abi.len() != 5 || !abi.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && !cashback_domain::acquirer::is_abi(abi)
     {
         bail!("--abi {abi:?}: must be 5 ASCII letters or digits");
     }
