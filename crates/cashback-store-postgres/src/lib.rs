@@ -39,6 +39,10 @@ pub struct PgOptions {
     pub acquire_timeout: Duration,
     /// Server-side `statement_timeout` of every connection.
     pub statement_timeout: Duration,
+    /// How long this node's claim on an acquirer file it ingests lasts without a chunk renewing
+    /// it; past it, another node may take the file over (see migration 0007). Must exceed the
+    /// time to parse and store one chunk.
+    pub file_lease: Duration,
 }
 
 impl Default for PgOptions {
@@ -47,6 +51,7 @@ impl Default for PgOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(10),
+            file_lease: Duration::from_secs(60),
         }
     }
 }
@@ -60,16 +65,33 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "scoring", include_str!("../migrations/0003_scoring.sql")),
     (4, "close", include_str!("../migrations/0004_close.sql")),
     (5, "console", include_str!("../migrations/0005_console.sql")),
+    (7, "claims", include_str!("../migrations/0007_claims.sql")),
 ];
 
 /// How many migrations this build knows (the latest version).
 pub const MIGRATION_COUNT: i64 = MIGRATIONS.len() as i64;
+
+/// The highest migration version this build knows (numbers are reserved per feature, so the
+/// list may have gaps while features land).
+pub const MIGRATION_LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Key of the advisory lock serialising migrations across nodes ("cashback" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_7368_6261_636b;
 
 pub struct PgStore {
     pool: PgPool,
+    /// This node's claims on the acquirer files it ingests.
+    claim: ops::Claim,
+}
+
+/// A name for this process's claims, unique across nodes and restarts: host, pid and a random
+/// number (from the standard library's randomly keyed hasher).
+fn node_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}:{:016x}", host.trim(), std::process::id(), h.finish())
 }
 
 // SQLSTATEs worth retrying: the transaction was rolled back by the server and may simply be
@@ -175,7 +197,10 @@ impl PgStore {
             tracing::info!(applied, "postgres migrations applied");
         }
         metrics::gauge!("cashback_pg_pool_max_connections").set(f64::from(opts.max_connections.max(1)));
-        Ok(Arc::new(Self { pool }))
+        let claim =
+            ops::Claim { node: node_name(), lease_ms: opts.file_lease.as_millis().clamp(1, i64::MAX as u128) as i64 };
+        tracing::info!(node = %claim.node, "postgres store ready");
+        Ok(Arc::new(Self { pool, claim }))
     }
 
     /// Only run migrations (the `migrate` subcommand); returns how many were applied.
@@ -299,6 +324,15 @@ macro_rules! transaction {
 mod close;
 mod console;
 
+/// This node stopped renewing its claim on a file for longer than the lease and another node
+/// took the file over: this node stores nothing more of it (the other node finishes it).
+fn claim_lost(file_id: i64, lost: ops::ClaimLost) -> StoreError {
+    StoreError::Unavailable(format!(
+        "acquirer file {file_id}: taken over by node {} after this node's lease ran out",
+        lost.node.as_deref().unwrap_or("?")
+    ))
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -408,12 +442,21 @@ impl Store for PgStore {
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {
-        transaction!(self, "begin_acquirer_file", |c| ops::begin_acquirer_file(c, &file, now))
+        let claim = &self.claim;
+        match transaction!(self, "begin_acquirer_file", |c| ops::begin_acquirer_file(c, &file, now, claim))? {
+            Ok(begun) => Ok(begun),
+            Err(held) => Err(StoreError::Busy(format!(
+                "acquirer file {}: being ingested by another node ({}) for at most {} ms more; retry then",
+                file.name, held.node, held.remaining_ms
+            ))),
+        }
     }
 
     async fn ingest_chunk(&self, file_id: i64, chunk: IngestChunk) -> StoreResult<ChunkOutcome> {
         let arrays = ops::ChunkArrays::new(&chunk).map_err(store_err)?;
-        transaction!(self, "ingest_chunk", |c| ops::ingest_chunk(c, file_id, &chunk, &arrays))
+        let claim = &self.claim;
+        transaction!(self, "ingest_chunk", |c| ops::ingest_chunk(c, file_id, &chunk, &arrays, claim))?
+            .map_err(|lost| claim_lost(file_id, lost))
     }
 
     async fn finish_acquirer_file(
@@ -422,7 +465,15 @@ impl Store for PgStore {
         error: Option<String>,
         now: OffsetDateTime,
     ) -> StoreResult<AcquirerFile> {
-        transaction!(self, "finish_acquirer_file", |c| ops::finish_acquirer_file(c, file_id, error.as_deref(), now))
+        let claim = &self.claim;
+        transaction!(self, "finish_acquirer_file", |c| ops::finish_acquirer_file(
+            c,
+            file_id,
+            error.as_deref(),
+            now,
+            claim
+        ))?
+        .map_err(|lost| claim_lost(file_id, lost))
     }
 
     async fn get_acquirer_file(&self, name: &str) -> StoreResult<Option<AcquirerFile>> {

@@ -645,6 +645,9 @@ macro_rules! file_cols {
     };
 }
 
+/// How many columns `file_cols!` lists (extra columns of a query follow them).
+const FILE_COLS: usize = 15;
+
 pub(crate) fn get_u64(r: &PgRow, i: usize) -> sqlx::Result<u64> {
     let v: i64 = r.try_get(i)?;
     u64::try_from(v).map_err(|_| decode_err(format!("column {i}: {v} is negative")))
@@ -727,20 +730,47 @@ pub async fn active_hpans(c: &mut PgConnection, after: Option<&Hpan>, limit: u32
     .collect()
 }
 
-/// Register a file by name. Two nodes beginning the same new file race on the unique name: the
-/// loser's insert waits for the winner's commit, inserts nothing, and then reads (and locks) the
-/// winner's row, which is PROCESSING: it resumes, it does not start. A FAILED file is restarted
-/// under its row lock, so only one of several concurrent callers sees it FAILED.
+/// This node's claims on the acquirer files it ingests (migration 0007).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Who claims: unique per process.
+    pub node: String,
+    /// How long a claim lasts without being renewed, in milliseconds.
+    pub lease_ms: i64,
+}
+
+/// A file claimed by another node whose lease has not run out.
+#[derive(Debug)]
+pub struct HeldElsewhere {
+    pub node: String,
+    pub remaining_ms: i64,
+}
+
+/// This node's claim on a file was taken over by another node (its lease had run out).
+#[derive(Debug)]
+pub struct ClaimLost {
+    pub node: Option<String>,
+}
+
+/// Register a file by name and claim it for this node. Two nodes beginning the same new file
+/// race on the unique name: the loser's insert waits for the winner's commit, inserts nothing,
+/// and then reads (and locks) the winner's row, which is PROCESSING and claimed by the winner: it
+/// is told to retry once the lease has run out ([`HeldElsewhere`]). A PROCESSING file whose claim
+/// is this node's, has no claim, or whose lease has run out (its node died) is taken over and
+/// resumed after its last committed line. A FAILED file is restarted under its row lock, so only
+/// one of several concurrent callers sees it FAILED. Leases are measured on the database's clock.
 pub async fn begin_acquirer_file(
     c: &mut PgConnection,
     f: &NewAcquirerFile,
     now: OffsetDateTime,
-) -> sqlx::Result<Step<BeginFile>> {
+    claim: &Claim,
+) -> sqlx::Result<Step<Result<BeginFile, HeldElsewhere>>> {
     let now = pg_time(now);
     let size = db_u64(f.size)?;
     let inserted = sqlx::query(concat!(
-        "INSERT INTO acquirer_file (name, abi, size, sha256, status, received_at) \
-         VALUES ($1, $2, $3, $4, 'PROCESSING', $5) ON CONFLICT (name) DO NOTHING RETURNING ",
+        "INSERT INTO acquirer_file (name, abi, size, sha256, status, received_at, claimed_by, lease_until) \
+         VALUES ($1, $2, $3, $4, 'PROCESSING', $5, $6, clock_timestamp() + $7 * interval '1 millisecond') \
+         ON CONFLICT (name) DO NOTHING RETURNING ",
         file_cols!()
     ))
     .bind(&f.name)
@@ -748,29 +778,50 @@ pub async fn begin_acquirer_file(
     .bind(size)
     .bind(&f.sha256)
     .bind(now)
+    .bind(&claim.node)
+    .bind(claim.lease_ms)
     .fetch_optional(&mut *c)
     .await?;
     if let Some(row) = inserted {
-        return Ok(Step::Done(BeginFile::Started(file_from_row(&row)?)));
+        return Ok(Step::Done(Ok(BeginFile::Started(file_from_row(&row)?))));
     }
-    let existing = sqlx::query(concat!("SELECT ", file_cols!(), " FROM acquirer_file WHERE name = $1 FOR UPDATE"))
-        .bind(&f.name)
-        .fetch_optional(&mut *c)
-        .await?;
-    let Some(existing) = existing.as_ref().map(file_from_row).transpose()? else {
+    let existing = sqlx::query(concat!(
+        "SELECT ",
+        file_cols!(),
+        ", claimed_by, (extract(epoch FROM lease_until - clock_timestamp()) * 1000)::bigint \
+         FROM acquirer_file WHERE name = $1 FOR UPDATE"
+    ))
+    .bind(&f.name)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(row) = existing else {
         // Files are never deleted; should one vanish in between, decide again.
         return Ok(Step::Retry);
     };
+    let existing = file_from_row(&row)?;
+    let holder: Option<String> = row.try_get(FILE_COLS)?;
+    let remaining_ms: Option<i64> = row.try_get(FILE_COLS + 1)?;
     match existing.status {
-        FileStatus::Done => Ok(Step::Done(BeginFile::AlreadyDone(existing))),
-        FileStatus::Processing => Ok(Step::Done(BeginFile::Resume(existing))),
+        FileStatus::Done => Ok(Step::Done(Ok(BeginFile::AlreadyDone(existing)))),
+        FileStatus::Processing => {
+            if let (Some(node), Some(remaining_ms)) = (holder, remaining_ms)
+                && node != claim.node
+                && remaining_ms > 0
+            {
+                return Ok(Step::Done(Err(HeldElsewhere { node, remaining_ms })));
+            }
+            // Ours, unclaimed, or its node stopped renewing: take it over and resume.
+            renew_claim(&mut *c, existing.id, claim).await?;
+            Ok(Step::Done(Ok(BeginFile::Resume(existing))))
+        }
         FileStatus::Failed => {
             // Failed at file level: nothing of it was stored; start afresh.
             sqlx::query("DELETE FROM file_rejection WHERE file_id = $1").bind(existing.id).execute(&mut *c).await?;
             let row = sqlx::query(concat!(
                 "UPDATE acquirer_file SET abi = $2, size = $3, sha256 = $4, checksum = NULL, status = 'PROCESSING', \
                  received_at = $5, finished_at = NULL, last_line = 0, accepted = 0, ineligible = 0, duplicates = 0, \
-                 rejected = 0, error = NULL WHERE id = $1 RETURNING ",
+                 rejected = 0, error = NULL, claimed_by = $6, lease_until = clock_timestamp() + $7 * interval '1 millisecond' \
+                 WHERE id = $1 RETURNING ",
                 file_cols!()
             ))
             .bind(existing.id)
@@ -778,11 +829,47 @@ pub async fn begin_acquirer_file(
             .bind(size)
             .bind(&f.sha256)
             .bind(now)
+            .bind(&claim.node)
+            .bind(claim.lease_ms)
             .fetch_one(&mut *c)
             .await?;
-            Ok(Step::Done(BeginFile::Started(file_from_row(&row)?)))
+            Ok(Step::Done(Ok(BeginFile::Started(file_from_row(&row)?))))
         }
     }
+}
+
+/// Claim (or renew this node's claim on) a file whose row the caller has locked.
+async fn renew_claim(c: &mut PgConnection, file_id: i64, claim: &Claim) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE acquirer_file SET claimed_by = $2, lease_until = clock_timestamp() + $3 * interval '1 millisecond' \
+         WHERE id = $1",
+    )
+    .bind(file_id)
+    .bind(&claim.node)
+    .bind(claim.lease_ms)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Lock a file's row and check that this node still holds its claim (another node takes a
+/// file over only once the lease has run out). `None`: no such file.
+async fn lock_claimed_file(
+    c: &mut PgConnection,
+    file_id: i64,
+    claim: &Claim,
+) -> sqlx::Result<Option<Result<(), ClaimLost>>> {
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, claimed_by FROM acquirer_file WHERE id = $1 FOR UPDATE")
+            .bind(file_id)
+            .fetch_optional(&mut *c)
+            .await?;
+    Ok(row.map(|(status, holder)| match holder {
+        Some(node) if node != claim.node && status == FileStatus::Processing.as_str() => {
+            Err(ClaimLost { node: Some(node) })
+        }
+        _ => Ok(()),
+    }))
 }
 
 /// The rows of a chunk as column arrays (one bind per column, whatever the number of rows),
@@ -899,13 +986,12 @@ pub async fn ingest_chunk(
     file_id: i64,
     chunk: &IngestChunk,
     a: &ChunkArrays<'_>,
-) -> sqlx::Result<Step<ChunkOutcome>> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM acquirer_file WHERE id = $1 FOR UPDATE")
-        .bind(file_id)
-        .fetch_optional(&mut *c)
-        .await?;
-    if found.is_none() {
-        return Err(unknown_file(file_id));
+    claim: &Claim,
+) -> sqlx::Result<Step<Result<ChunkOutcome, ClaimLost>>> {
+    match lock_claimed_file(&mut *c, file_id, claim).await? {
+        None => return Err(unknown_file(file_id)),
+        Some(Err(lost)) => return Ok(Step::Done(Err(lost))),
+        Some(Ok(())) => {}
     }
     let mut out = ChunkOutcome { duplicates: a.in_chunk_duplicates, ..Default::default() };
     if !a.dedup_key.is_empty() {
@@ -982,7 +1068,8 @@ pub async fn ingest_chunk(
     sqlx::query(
         "UPDATE acquirer_file SET last_line = greatest(last_line, $2), accepted = accepted + $3, \
          ineligible = ineligible + $4, duplicates = duplicates + $5, rejected = rejected + $6, \
-         checksum = coalesce(checksum, $7) WHERE id = $1",
+         checksum = coalesce(checksum, $7), claimed_by = $8, \
+         lease_until = clock_timestamp() + $9 * interval '1 millisecond' WHERE id = $1",
     )
     .bind(file_id)
     .bind(db_u64(chunk.last_line)?)
@@ -991,9 +1078,11 @@ pub async fn ingest_chunk(
     .bind(db_u64(out.duplicates)?)
     .bind(db_u64(rejected)?)
     .bind(&chunk.checksum)
+    .bind(&claim.node)
+    .bind(claim.lease_ms)
     .execute(&mut *c)
     .await?;
-    Ok(Step::Done(out))
+    Ok(Step::Done(Ok(out)))
 }
 
 /// Finish a file in one transaction: when it is done, re-evaluate every (citizen, period) it
@@ -1004,7 +1093,11 @@ pub async fn finish_acquirer_file(
     file_id: i64,
     error: Option<&str>,
     now: OffsetDateTime,
-) -> sqlx::Result<Step<AcquirerFile>> {
+    claim: &Claim,
+) -> sqlx::Result<Step<Result<AcquirerFile, ClaimLost>>> {
+    if let Some(Err(lost)) = lock_claimed_file(&mut *c, file_id, claim).await? {
+        return Ok(Step::Done(Err(lost)));
+    }
     let current = sqlx::query(concat!("SELECT ", file_cols!(), " FROM acquirer_file WHERE id = $1 FOR UPDATE"))
         .bind(file_id)
         .fetch_optional(&mut *c)
@@ -1012,14 +1105,14 @@ pub async fn finish_acquirer_file(
         .ok_or_else(|| unknown_file(file_id))?;
     let current = file_from_row(&current)?;
     if current.status != FileStatus::Processing {
-        return Ok(Step::Done(current));
+        return Ok(Step::Done(Ok(current)));
     }
     if error.is_none() {
         score_file(&mut *c, file_id, now).await?;
     }
     let status = if error.is_some() { FileStatus::Failed } else { FileStatus::Done };
     let row = sqlx::query(concat!(
-        "UPDATE acquirer_file SET status = $2, error = $3, finished_at = $4 WHERE id = $1 RETURNING ",
+        "UPDATE acquirer_file SET status = $2, error = $3, finished_at = $4, lease_until = NULL WHERE id = $1 RETURNING ",
         file_cols!()
     ))
     .bind(file_id)
@@ -1029,7 +1122,7 @@ pub async fn finish_acquirer_file(
     .fetch_optional(c)
     .await?
     .ok_or_else(|| unknown_file(file_id))?;
-    Ok(Step::Done(file_from_row(&row)?))
+    Ok(Step::Done(Ok(file_from_row(&row)?)))
 }
 
 pub async fn file_rejections(c: &mut PgConnection, file_id: i64, limit: u32) -> sqlx::Result<Vec<Rejection>> {

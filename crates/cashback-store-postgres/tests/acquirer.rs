@@ -228,3 +228,52 @@ async fn same_instant_keeps_chunk_order() {
     assert_eq!(store.citizen_transactions(&a).await.unwrap(), rows);
     assert_eq!(store.instrument_transactions(&rows[0].hpan).await.unwrap(), rows);
 }
+
+/// Two nodes on one database, each with its own claims (migration 0007): a file being ingested
+/// by one is refused to the other (Busy) while the lease runs; once the first stops renewing
+/// (it died), the second takes the file over and resumes it after the last committed line, and
+/// the first, should it come back, stores nothing more of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_file_is_taken_over_after_its_lease() {
+    let db = cashback_store_postgres::testing::TestDatabase::create("cashback_test_").await;
+    let lease = std::time::Duration::from_millis(1500);
+    let opts = || cashback_store_postgres::PgOptions { file_lease: lease, ..Default::default() };
+    let a = PgStore::connect(&db.url, opts()).await.unwrap();
+    let b = PgStore::connect(&db.url, opts()).await.unwrap();
+    let name = "CSTAR.12345.TRNLOG.20210116.010000.001.csv";
+    let BeginFile::Started(f) = a.begin_acquirer_file(file(name), t0()).await.unwrap() else { panic!("started") };
+    let chunk = |first: u64, last_line: u64| IngestChunk {
+        rows: (first..last_line).map(|n| stored_trx(n, n, None, t0())).collect(),
+        rejections: vec![],
+        last_line,
+        checksum: None,
+    };
+    a.ingest_chunk(f.id, chunk(1, 10)).await.unwrap();
+    // B while A's lease runs: refused, retry later.
+    match b.begin_acquirer_file(file(name), t0()).await {
+        Err(StoreError::Busy(m)) => assert!(m.contains("another node"), "{m}"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // A renews by storing chunks; then it "dies" (stops) and the lease runs out.
+    a.ingest_chunk(f.id, chunk(10, 20)).await.unwrap();
+    tokio::time::sleep(lease + std::time::Duration::from_millis(300)).await;
+    let BeginFile::Resume(r) = b.begin_acquirer_file(file(name), t0()).await.unwrap() else { panic!("resume") };
+    assert_eq!((r.id, r.last_line, r.counts.ineligible), (f.id, 20, 19));
+    // A comes back: its chunk and its finish are refused, nothing of them stored.
+    match a.ingest_chunk(f.id, chunk(20, 30)).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("taken over"), "{m}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(matches!(a.finish_acquirer_file(f.id, None, t0()).await, Err(StoreError::Unavailable(_))));
+    // B finishes the file; A's begin now sees it done.
+    b.ingest_chunk(f.id, chunk(19, 25)).await.unwrap();
+    let done = b.finish_acquirer_file(f.id, None, t0()).await.unwrap();
+    assert_eq!(
+        (done.status, done.last_line, done.counts.ineligible, done.counts.duplicates),
+        (FileStatus::Done, 25, 24, 1)
+    );
+    assert!(matches!(a.begin_acquirer_file(file(name), t0()).await.unwrap(), BeginFile::AlreadyDone(_)));
+    a.close().await;
+    b.close().await;
+    db.drop_now().await;
+}

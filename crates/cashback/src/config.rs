@@ -382,11 +382,14 @@ impl Default for SqliteConfig {
 pub struct PostgresConfig {
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
+    /// A node's claim on an acquirer file it ingests lasts this long unless a chunk renews it;
+    /// then another node may take the file over (when the acquirer uploads it again).
+    pub file_lease_secs: u64,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout_ms: 3000 }
+        Self { max_connections: 16, acquire_timeout_ms: 3000, file_lease_secs: 60 }
     }
 }
 

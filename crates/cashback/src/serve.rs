@@ -55,6 +55,7 @@ pub(crate) async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Ar
             let opts = cashback_store_postgres::PgOptions {
                 max_connections: cfg.postgres.max_connections,
                 acquire_timeout: Duration::from_millis(cfg.postgres.acquire_timeout_ms),
+                file_lease: Duration::from_secs(cfg.postgres.file_lease_secs.max(1)),
                 ..Default::default()
             };
             cashback_store_postgres::PgStore::connect(&url, opts).await.context("connecting to PostgreSQL")?
