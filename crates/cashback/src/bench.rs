@@ -35,7 +35,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
@@ -130,7 +130,7 @@ pub fn fiscal_code(n: u32) -> FiscalCode {
     unreachable!("a check character always exists")
 }
 
-fn hpan(seed: u64, conn: usize, n: u64) -> String {
+pub(crate) fn hpan(seed: u64, conn: usize, n: u64) -> String {
     let mut h = Sha256::new();
     h.update(seed.to_le_bytes());
     h.update((conn as u64).to_le_bytes());
@@ -138,7 +138,7 @@ fn hpan(seed: u64, conn: usize, n: u64) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -148,29 +148,58 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
+pub(crate) fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
     Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
 }
 
-/// One request; returns the status and the body.
+/// What [`exchange`] got back.
+pub(crate) struct Answer {
+    pub status: u16,
+    /// A `Retry-After` header was present.
+    pub retry_after: bool,
+    pub body: Bytes,
+}
+
+/// One request (a JSON body when `body` is not empty).
+pub(crate) async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: Method,
+    uri: Uri,
+    auth: Option<&HeaderValue>,
+    body: Bytes,
+) -> anyhow::Result<Answer> {
+    sender.ready().await?;
+    let mut b = Request::builder().method(method).uri(uri).header(HOST, HeaderValue::from_static("127.0.0.1"));
+    if let Some(a) = auth {
+        b = b.header(AUTHORIZATION, a.clone());
+    }
+    if !body.is_empty() {
+        b = b.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    let resp = sender.send_request(b.body(Full::new(body))?).await?;
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().contains_key(RETRY_AFTER);
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(Answer { status, retry_after, body })
+}
+
+/// One request without a body; returns the status and the body.
 async fn send_req(
     sender: &mut SendRequest<Full<Bytes>>,
     method: Method,
     uri: Uri,
     auth: Option<&HeaderValue>,
 ) -> anyhow::Result<(u16, Bytes)> {
-    sender.ready().await?;
-    let mut b = Request::builder().method(method).uri(uri).header(HOST, HeaderValue::from_static("127.0.0.1"));
-    if let Some(a) = auth {
-        b = b.header(AUTHORIZATION, a.clone());
-    }
-    let resp = sender.send_request(b.body(Full::new(Bytes::new()))?).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, body))
+    let a = exchange(sender, method, uri, auth, Bytes::new()).await?;
+    Ok((a.status, a.body))
 }
 
-async fn send(sender: &mut SendRequest<Full<Bytes>>, method: Method, path: &str, token: &str) -> anyhow::Result<u16> {
+pub(crate) async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> anyhow::Result<u16> {
     Ok(send_req(sender, method, path.parse()?, Some(&bearer(token)?)).await?.0)
 }
 
@@ -182,7 +211,7 @@ struct Outcome {
 
 /// CPU counters at one instant (Linux /proc; zeros elsewhere).
 #[derive(Clone, Copy, Default)]
-struct CpuSnapshot {
+pub(crate) struct CpuSnapshot {
     at: Option<Instant>,
     /// This process: user + system, clock ticks.
     own: u64,
@@ -195,7 +224,7 @@ struct CpuSnapshot {
 }
 
 /// utime + stime of a process, in clock ticks.
-fn proc_ticks(pid: &str) -> Option<u64> {
+pub(crate) fn proc_ticks(pid: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command: state is field 3; utime, stime are fields 14, 15.
     let rest = &s[s.rfind(')')? + 2..];
@@ -203,7 +232,7 @@ fn proc_ticks(pid: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-fn snapshot(server_pid: Option<u32>) -> CpuSnapshot {
+pub(crate) fn snapshot(server_pid: Option<u32>) -> CpuSnapshot {
     let mut s = CpuSnapshot {
         at: Some(Instant::now()),
         own: proc_ticks("self").unwrap_or(0),
@@ -221,7 +250,7 @@ fn snapshot(server_pid: Option<u32>) -> CpuSnapshot {
     s
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
@@ -229,7 +258,7 @@ fn loadavg() -> String {
 
 /// CPU use over the window, in cores (1.0 = one core busy the whole window). Assumes the usual
 /// 100 ticks per second of Linux.
-fn cpu_report(a: &CpuSnapshot, b: &CpuSnapshot) -> serde_json::Value {
+pub(crate) fn cpu_report(a: &CpuSnapshot, b: &CpuSnapshot) -> serde_json::Value {
     const TICKS: f64 = 100.0;
     let secs = match (a.at, b.at) {
         (Some(x), Some(y)) => y.duration_since(x).as_secs_f64().max(1e-9),
@@ -335,6 +364,52 @@ enum Plan {
     },
 }
 
+/// Setup, closed loop over `conns` connections: `PUT /bpd/io/citizen` for every token, then
+/// `instruments` cards (`hpan(seed, usize::MAX, k)`, owned by `tokens[k % len]`). Returns each
+/// card's path with its owner's token.
+pub(crate) async fn enroll(
+    target: SocketAddr,
+    tokens: Arc<Vec<String>>,
+    instruments: u32,
+    seed: u64,
+    conns: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let conns = conns.max(1);
+    let mut joins = Vec::new();
+    for c in 0..conns {
+        let tokens = tokens.clone();
+        joins.push(tokio::spawn(async move {
+            let mut s = connect(target).await?;
+            let mut i = c;
+            while i < tokens.len() {
+                let st = send(&mut s, Method::PUT, "/bpd/io/citizen", &tokens[i]).await?;
+                if st != 200 {
+                    bail!("citizen enrollment answered {st}");
+                }
+                i += conns;
+            }
+            let mut enrolled = Vec::new();
+            let mut k = c as u64;
+            while k < u64::from(instruments) {
+                let tok = &tokens[(k % tokens.len() as u64) as usize];
+                let path = format!("/bpd/io/payment-instruments/{}", hpan(seed, usize::MAX, k));
+                let st = send(&mut s, Method::PUT, &path, tok).await?;
+                if st != 200 {
+                    bail!("instrument enrollment answered {st}");
+                }
+                enrolled.push((path, tok.clone()));
+                k += conns as u64;
+            }
+            Ok::<_, anyhow::Error>(enrolled)
+        }));
+    }
+    let mut pool = Vec::new();
+    for j in joins {
+        pool.extend(j.await.context("setup task")??);
+    }
+    Ok(pool)
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !args.target.ip().is_loopback() {
         bail!("--target must be a loopback address");
@@ -382,44 +457,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         let tokens: Vec<String> =
             (0..args.citizens).map(|n| mint_dev_token(&secret, &fiscal_code(n), now + 7200)).collect();
-        // Setup: enroll citizens (and instruments for `get`), spread over the connections.
         eprintln!("setup: enrolling {} citizens", args.citizens);
-        let setup_conns = args.connections.min(32);
-        let mut joins = Vec::new();
-        for c in 0..setup_conns {
-            let tokens = tokens.clone();
-            let (target, scenario, instruments) = (args.target, args.scenario, args.instruments);
-            joins.push(tokio::spawn(async move {
-                let mut s = connect(target).await?;
-                let mut i = c;
-                while i < tokens.len() {
-                    let st = send(&mut s, Method::PUT, "/bpd/io/citizen", &tokens[i]).await?;
-                    if st != 200 {
-                        bail!("citizen enrollment answered {st}");
-                    }
-                    i += setup_conns;
-                }
-                let mut enrolled = Vec::new();
-                if scenario == Scenario::Get {
-                    let mut k = c as u64;
-                    while k < instruments as u64 {
-                        let tok = &tokens[(k % tokens.len() as u64) as usize];
-                        let h = hpan(seed, usize::MAX, k);
-                        let st = send(&mut s, Method::PUT, &format!("/bpd/io/payment-instruments/{h}"), tok).await?;
-                        if st != 200 {
-                            bail!("instrument enrollment answered {st}");
-                        }
-                        enrolled.push((format!("/bpd/io/payment-instruments/{h}"), tok.clone()));
-                        k += setup_conns as u64;
-                    }
-                }
-                Ok::<_, anyhow::Error>(enrolled)
-            }));
-        }
-        let mut pool: Vec<(String, String)> = Vec::new();
-        for j in joins {
-            pool.extend(j.await.context("setup task")??);
-        }
+        let instruments = if args.scenario == Scenario::Get { args.instruments } else { 0 };
+        let pool = enroll(args.target, Arc::new(tokens.clone()), instruments, seed, args.connections.min(32)).await?;
         match args.scenario {
             Scenario::Get => Plan::Get { pool: Arc::new(pool) },
             _ => Plan::Put { tokens: Arc::new(tokens), seed },

@@ -10,6 +10,7 @@ mod bench_ingest;
 mod config;
 mod demo;
 mod ingest;
+mod loadtest;
 mod period;
 mod serve;
 mod simulate;
@@ -75,6 +76,8 @@ enum Command {
     },
     /// Load generator for the enrollment benchmark (loopback only).
     Bench(bench::BenchArgs),
+    /// Open-loop launch-day load profile with overload and recovery phases (loopback only).
+    Loadtest(loadtest::LoadtestArgs),
     /// Ingest acquirer transaction files (CSTAR.<ABI>.TRNLOG.….csv) and print their reports.
     Ingest(ingest::IngestArgs),
     /// Data for the acquirer-ingest benchmark: seed enrollments, generate a synthetic file.
@@ -99,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate(db) => runtime.block_on(serve::migrate(db)),
         Command::Admin { db, command } => runtime.block_on(serve::admin(db, command)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Loadtest(args) => runtime.block_on(loadtest::run(args)),
         Command::Ingest(args) => runtime.block_on(ingest::run(args)),
         Command::BenchIngest(args) => runtime.block_on(bench_ingest::run(args)),
         Command::Acquirer(args) => runtime.block_on(acquirer_tool::run(args)),
