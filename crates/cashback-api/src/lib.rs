@@ -130,6 +130,7 @@ async fn handle_layer_error(err: tower::BoxError) -> Response {
         metrics::counter!("cashback_http_shed_total").increment(1);
         ApiError::unavailable("the service is overloaded, retry shortly", 1).into_response()
     } else if err.is::<tower::timeout::error::Elapsed>() {
+        metrics::counter!("cashback_http_timeouts_total").increment(1);
         ApiError::unavailable("the request took too long, retry shortly", 1).into_response()
     } else {
         ApiError::internal("internal error").into_response()
@@ -143,6 +144,11 @@ async fn not_found() -> ApiError {
 /// The whole HTTP application.
 pub fn router(state: SharedState) -> Router {
     let limits = state.limits.clone();
+    // One concurrency budget for the whole router (API and acquirer routes share it).
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.concurrency_max));
+    metrics::gauge!("cashback_http_concurrency_max").set(limits.concurrency_max as f64);
+    metrics::gauge!("cashback_http_request_timeout_seconds").set(limits.request_timeout.as_secs_f64());
+    metrics::gauge!("cashback_http_body_bytes_max").set(limits.body_bytes_max as f64);
     let request_id = HeaderName::from_static("x-request-id");
     let mut api = Router::new()
         // IO (citizen app)
@@ -214,7 +220,7 @@ pub fn router(state: SharedState) -> Router {
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(handle_layer_error))
             .load_shed()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.concurrency_max))
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(in_flight.clone()))
             .timeout(limits.request_timeout)
             .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes_max)),
     );
@@ -232,7 +238,7 @@ pub fn router(state: SharedState) -> Router {
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(handle_layer_error))
                 .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.concurrency_max))
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(in_flight.clone()))
                 .timeout(state.rtd.config.upload_timeout)
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         );

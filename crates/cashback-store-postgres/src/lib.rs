@@ -128,8 +128,17 @@ fn store_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(_) => {
             let code = sqlstate(&e).unwrap_or_default();
             // 08: connection exception; 53: insufficient resources (e.g. too many connections);
-            // 57014: query_canceled (statement_timeout); 57P0x: server shutting down / starting.
-            if code.starts_with("08") || code.starts_with("53") || code == "57014" || code.starts_with("57P") {
+            // 57014: query_canceled (statement_timeout); 57P0x: server shutting down / starting;
+            // and, when opening a connection: 55000 (the database does not allow connections),
+            // 55P03 (lock not available), 3D000 (no such database), 28xxx (login refused).
+            if code.starts_with("08")
+                || code.starts_with("53")
+                || code == "57014"
+                || code.starts_with("57P")
+                || code.starts_with("55")
+                || code == "3D000"
+                || code.starts_with("28")
+            {
                 StoreError::Unavailable(e.to_string())
             } else {
                 StoreError::Other(e.to_string())

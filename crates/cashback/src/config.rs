@@ -363,6 +363,9 @@ pub struct SqliteConfig {
     pub batch_max: usize,
     pub readers: usize,
     pub synchronous_full: bool,
+    /// How long the writer waits for a lock held by another process before its batch fails
+    /// (503 + Retry-After to the waiting requests).
+    pub busy_timeout_ms: u64,
 }
 
 impl Default for SqliteConfig {
@@ -373,6 +376,7 @@ impl Default for SqliteConfig {
             batch_max: d.batch_max,
             readers: d.readers,
             synchronous_full: d.synchronous_full,
+            busy_timeout_ms: d.busy_timeout.as_millis() as u64,
         }
     }
 }

@@ -46,6 +46,7 @@ pub(crate) async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Ar
                 batch_max: cfg.sqlite.batch_max,
                 readers: cfg.sqlite.readers,
                 synchronous_full: cfg.sqlite.synchronous_full,
+                busy_timeout: Duration::from_millis(cfg.sqlite.busy_timeout_ms),
                 ..Default::default()
             };
             cashback_store_sqlite::SqliteStore::open(&path, opts)

@@ -455,6 +455,22 @@ impl Server {
         self.transcript.lock().expect("transcript").clone()
     }
 
+    /// SIGKILL: no shutdown of any kind; waits until the process is gone.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping the killed server");
+    }
+
+    /// The server's resident set size, KiB (Linux /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc/PID/status");
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Send SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
         let st = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().expect("running kill");
