@@ -38,6 +38,30 @@ pub async fn get_citizen(st: &SharedState, cf: &FiscalCode) -> ApiResult<Citizen
     st.store.get_citizen(cf).await?.ok_or_else(|| ApiError::not_found("citizen not found"))
 }
 
+/// An issuer sees (and changes) a citizen only if its channel made the citizen's last enrolment
+/// or enrolled one of the citizen's instruments (active or not). Unknown citizens are not seen.
+pub async fn issuer_sees(st: &SharedState, channel: &str, cf: &FiscalCode) -> ApiResult<bool> {
+    let Some(citizen) = st.store.get_citizen(cf).await? else { return Ok(false) };
+    if citizen.channel == channel {
+        return Ok(true);
+    }
+    Ok(st.store.citizen_instruments(cf).await?.iter().any(|i| i.channel == channel))
+}
+
+/// [`issuer_sees`], or 404: the same answer as for an unknown citizen, so an issuer cannot even
+/// learn who is enrolled through other channels.
+pub async fn issuer_sees_citizen(st: &SharedState, channel: &str, cf: &FiscalCode) -> ApiResult<()> {
+    if issuer_sees(st, channel, cf).await? { Ok(()) } else { Err(ApiError::not_found("citizen not found")) }
+}
+
+/// An issuer sees (and deactivates) only the instruments its channel enrolled; otherwise 404.
+pub async fn issuer_instrument(st: &SharedState, channel: &str, hpan: &Hpan) -> ApiResult<Instrument> {
+    match st.store.get_instrument(hpan).await? {
+        Some(i) if i.channel == channel => Ok(i),
+        _ => Err(ApiError::not_found("payment instrument not found")),
+    }
+}
+
 pub fn parse_opt_in(body: JsonBody<crate::dto::CitizenPutV2>) -> ApiResult<Option<OptInStatus>> {
     match body.0.and_then(|b| b.opt_in_status) {
         None => Ok(None),

@@ -60,6 +60,19 @@ fn audience(flag: &TechnicalFlag) -> Audience {
     if flag.flag_technical_account == Some(true) { Audience::IssuerTechnical } else { Audience::Issuer }
 }
 
+/// What an enrolment answers to an issuer: a citizen already enrolled elsewhere, whom this
+/// issuer does not see, comes back without the payout IBAN another channel set.
+async fn enrolled_view(
+    st: &SharedState,
+    issuer: &Issuer,
+    mut c: cashback_store::Citizen,
+) -> ApiResult<cashback_store::Citizen> {
+    if c.channel != issuer.0.scope && !core::issuer_sees(st, &issuer.0.scope, &c.fiscal_code).await? {
+        c.payoff = None;
+    }
+    Ok(c)
+}
+
 /// Enroll a citizen through the issuer's channel.
 #[utoipa::path(put, path = "/bpd/hb/citizens/{fiscalCode}", tag = "hb", security(("apiKey" = [])),
     params(("fiscalCode" = String, Path)),
@@ -70,7 +83,7 @@ pub async fn put_citizen_v1(
     Path(cf): Path<String>,
 ) -> ApiResult<Json<CitizenResource>> {
     let cf = core::parse_cf(&cf, "fiscalCode")?;
-    let c = core::enroll_citizen(&st, &cf, None, &issuer_channel(&issuer)?).await?;
+    let c = enrolled_view(&st, &issuer, core::enroll_citizen(&st, &cf, None, &issuer_channel(&issuer)?).await?).await?;
     Ok(Json(CitizenResource::from(&c)))
 }
 
@@ -84,7 +97,7 @@ pub async fn put_citizen_v2(
 ) -> ApiResult<Json<CitizenResourceV2>> {
     let body = body.0.ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "id", "missing"))?;
     let cf = core::parse_cf(&body.id, "id")?;
-    let c = core::enroll_citizen(&st, &cf, None, &issuer_channel(&issuer)?).await?;
+    let c = enrolled_view(&st, &issuer, core::enroll_citizen(&st, &cf, None, &issuer_channel(&issuer)?).await?).await?;
     Ok(Json(CitizenResourceV2::from(&c, Audience::Issuer)))
 }
 
@@ -93,10 +106,11 @@ pub async fn put_citizen_v2(
     responses((status = 200, body = CitizenResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_citizen_v1(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     Path(cf): Path<String>,
 ) -> ApiResult<Json<CitizenResource>> {
     let cf = core::parse_cf(&cf, "fiscalCode")?;
+    core::issuer_sees_citizen(&st, &issuer.0.scope, &cf).await?;
     Ok(Json(CitizenResource::from(&core::get_citizen(&st, &cf).await?)))
 }
 
@@ -106,11 +120,12 @@ pub async fn get_citizen_v1(
     responses((status = 200, body = CitizenResourceV2), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_citizen_v2(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     headers: HeaderMap,
     Query(flag): Query<TechnicalFlag>,
 ) -> ApiResult<Json<CitizenResourceV2>> {
     let cf = core::parse_cf(header_str(&headers, "id")?, "id")?;
+    core::issuer_sees_citizen(&st, &issuer.0.scope, &cf).await?;
     Ok(Json(CitizenResourceV2::from(&core::get_citizen(&st, &cf).await?, audience(&flag))))
 }
 
@@ -119,11 +134,12 @@ pub async fn get_citizen_v2(
     responses((status = 200, body = CitizenPatchResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn patch_citizen_v1(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     Path(cf): Path<String>,
     body: JsonBody<CitizenPatch>,
 ) -> ApiResult<Json<CitizenPatchResource>> {
     let cf = core::parse_cf(&cf, "fiscalCode")?;
+    core::issuer_sees_citizen(&st, &issuer.0.scope, &cf).await?;
     let body = body.0.ok_or_else(|| ApiError::bad_request("request body: a JSON object is required"))?;
     let status = core::patch_payoff(&st, &cf, body, true).await?;
     Ok(Json(CitizenPatchResource { validation_status: status.to_owned() }))
@@ -134,11 +150,12 @@ pub async fn patch_citizen_v1(
     responses((status = 200, body = CitizenPatchResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn patch_citizen_v2(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     body: JsonBody<CitizenPatch>,
 ) -> ApiResult<Json<CitizenPatchResource>> {
     let body = body.0.ok_or_else(|| ApiError::bad_request("request body: a JSON object is required"))?;
     let cf = core::parse_cf(body.id.as_deref().unwrap_or(""), "id")?;
+    core::issuer_sees_citizen(&st, &issuer.0.scope, &cf).await?;
     let status = core::patch_payoff(&st, &cf, body, true).await?;
     Ok(Json(CitizenPatchResource { validation_status: status.to_owned() }))
 }
@@ -146,7 +163,7 @@ pub async fn patch_citizen_v2(
 /// Withdraw a citizen: allowed only if every active instrument came through this issuer.
 #[utoipa::path(delete, path = "/bpd/hb/citizens/{fiscalCode}", tag = "hb", security(("apiKey" = [])),
     params(("fiscalCode" = String, Path)), request_body(content = ChannelBody, description = "optional"),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_citizen_v1(
     State(st): State<SharedState>,
     issuer: Issuer,
@@ -155,13 +172,14 @@ pub async fn delete_citizen_v1(
 ) -> ApiResult<StatusCode> {
     let cf = core::parse_cf(&cf, "fiscalCode")?;
     let channel = check_body_channel(&issuer, body.0.as_ref().and_then(|b| b.channel.as_deref()))?;
+    core::issuer_sees_citizen(&st, &issuer.0.scope, &cf).await?;
     core::withdraw(&st, &cf, &channel).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(delete, path = "/bpd/hb/citizens/v2", tag = "hb", security(("apiKey" = [])),
     params(("id" = String, Header, description = "fiscal code")), request_body(content = ChannelBody, description = "optional"),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_citizen_v2(
     State(st): State<SharedState>,
     issuer: Issuer,
@@ -170,6 +188,7 @@ pub async fn delete_citizen_v2(
 ) -> ApiResult<StatusCode> {
     let cf = core::parse_cf(header_str(&headers, "id")?, "id")?;
     let channel = check_body_channel(&issuer, body.0.as_ref().and_then(|b| b.channel.as_deref()))?;
+    core::issuer_sees_citizen(&st, &issuer.0.scope, &cf).await?;
     core::withdraw(&st, &cf, &channel).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -205,9 +224,20 @@ pub async fn put_card(
     Ok(Json(EnrollPaymentInstrumentResource { activation_date: timestamp(i.activation_date) }))
 }
 
-async fn instrument_by_hpan(st: &SharedState, hpan: &Hpan) -> ApiResult<Json<PaymentInstrumentResource>> {
-    let i = st.store.get_instrument(hpan).await?.ok_or_else(|| ApiError::not_found("payment instrument not found"))?;
+async fn instrument_by_hpan(
+    st: &SharedState,
+    issuer: &Issuer,
+    hpan: &Hpan,
+) -> ApiResult<Json<PaymentInstrumentResource>> {
+    let i = core::issuer_instrument(st, &issuer.0.scope, hpan).await?;
     Ok(Json(PaymentInstrumentResource::from(&i)))
+}
+
+/// Deactivate a card the issuer's channel enrolled (404 for any other card).
+async fn issuer_delete_card(st: &SharedState, issuer: &Issuer, hpan: &Hpan) -> ApiResult<StatusCode> {
+    core::issuer_instrument(st, &issuer.0.scope, hpan).await?;
+    core::delete_instrument(st, hpan, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Status of a card by clear PAN.
@@ -216,10 +246,10 @@ async fn instrument_by_hpan(st: &SharedState, hpan: &Hpan) -> ApiResult<Json<Pay
     responses((status = 200, body = PaymentInstrumentResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_card_v1(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     Path(pan): Path<String>,
 ) -> ApiResult<Json<PaymentInstrumentResource>> {
-    instrument_by_hpan(&st, &hpan_of_pan(&st, &pan, "pan")?).await
+    instrument_by_hpan(&st, &issuer, &hpan_of_pan(&st, &pan, "pan")?).await
 }
 
 /// Status of a card (v2): PAN in header `id`.
@@ -228,10 +258,10 @@ pub async fn get_card_v1(
     responses((status = 200, body = PaymentInstrumentResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_card_v2(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     headers: HeaderMap,
 ) -> ApiResult<Json<PaymentInstrumentResource>> {
-    instrument_by_hpan(&st, &hpan_of_pan(&st, header_str(&headers, "id")?, "id")?).await
+    instrument_by_hpan(&st, &issuer, &hpan_of_pan(&st, header_str(&headers, "id")?, "id")?).await
 }
 
 /// Deactivate a card by clear PAN.
@@ -240,19 +270,21 @@ pub async fn get_card_v2(
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_card_v1(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     Path(pan): Path<String>,
 ) -> ApiResult<StatusCode> {
-    core::delete_instrument(&st, &hpan_of_pan(&st, &pan, "pan")?, None).await?;
-    Ok(StatusCode::NO_CONTENT)
+    issuer_delete_card(&st, &issuer, &hpan_of_pan(&st, &pan, "pan")?).await
 }
 
 #[utoipa::path(delete, path = "/bpd/hb/payment-instruments/v2", tag = "hb", security(("apiKey" = [])),
     params(("id" = String, Header, description = "clear PAN")),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn delete_card_v2(State(st): State<SharedState>, _i: Issuer, headers: HeaderMap) -> ApiResult<StatusCode> {
-    core::delete_instrument(&st, &hpan_of_pan(&st, header_str(&headers, "id")?, "id")?, None).await?;
-    Ok(StatusCode::NO_CONTENT)
+pub async fn delete_card_v2(
+    State(st): State<SharedState>,
+    issuer: Issuer,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    issuer_delete_card(&st, &issuer, &hpan_of_pan(&st, header_str(&headers, "id")?, "id")?).await
 }
 
 #[utoipa::path(get, path = "/bpd/hb/award-periods", tag = "hb", security(("apiKey" = [])),

@@ -570,11 +570,12 @@ async fn hb_rankings(
         (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn hb_ranking_v1(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     Path(cf): Path<String>,
     params: Params,
 ) -> ApiResult<Json<Vec<CitizenRankingResource>>> {
     let cf = core::parse_cf(&cf, "fiscalCode")?;
+    core::issuer_sees_citizen(&st, &issuer.0.scope, &cf).await?;
     hb_rankings(&st, &cf, &params).await
 }
 
@@ -585,11 +586,12 @@ pub async fn hb_ranking_v1(
         (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn hb_ranking_v2(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Json<Vec<CitizenRankingResource>>> {
     let cf = core::parse_cf(header_str(&headers, "id")?, "id")?;
+    core::issuer_sees_citizen(&st, &issuer.0.scope, &cf).await?;
     hb_rankings(&st, &cf, &params).await
 }
 
@@ -600,15 +602,14 @@ pub async fn hb_ranking_v2(
         (status = 404, body = Problem, description = "no such award period")))]
 pub async fn hb_total_cashback(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     params: Params,
 ) -> ApiResult<Json<TotalCashbackResource>> {
     let raw = params
         .get("fiscalCode")
         .ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "fiscalCode", "is required"))?;
     let cf = core::parse_cf(raw, "fiscalCode")?;
-    let period = params.required_period(&st)?;
-    Ok(Json(total_cashback(&st, &cf, &period).await?))
+    hb_total(&st, &issuer, &cf, &params).await
 }
 
 /// A citizen's cashback in a period (v2): fiscal code in header `fiscalCode`.
@@ -618,13 +619,26 @@ pub async fn hb_total_cashback(
         (status = 404, body = Problem)))]
 pub async fn hb_total_cashback_v2(
     State(st): State<SharedState>,
-    _i: Issuer,
+    issuer: Issuer,
     headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Json<TotalCashbackResource>> {
     let cf = core::parse_cf(header_str(&headers, "fiscalCode")?, "fiscalCode")?;
-    let period = params.required_period(&st)?;
-    Ok(Json(total_cashback(&st, &cf, &period).await?))
+    hb_total(&st, &issuer, &cf, &params).await
+}
+
+/// A citizen the issuer does not see gets the zeros of an unknown citizen (nothing leaks).
+async fn hb_total(
+    st: &SharedState,
+    issuer: &Issuer,
+    cf: &FiscalCode,
+    params: &Params,
+) -> ApiResult<Json<TotalCashbackResource>> {
+    let period = params.required_period(st)?;
+    if !core::issuer_sees(st, &issuer.0.scope, cf).await? {
+        return Ok(Json(totals_resource(&period, None)));
+    }
+    Ok(Json(total_cashback(st, cf, &period).await?))
 }
 
 #[cfg(test)]

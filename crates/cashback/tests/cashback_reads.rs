@@ -401,7 +401,15 @@ async fn scenario(backend: Backend) {
         assert_eq!(counts.json_with(200), json!([]));
     }
 
-    // ---- HB: any citizen by fiscal code; 404 for unknown or withdrawn ----
+    // ---- HB: a citizen its channel enrolled, by fiscal code; 404 for unknown or withdrawn ----
+    // A enrolled through the app: hidden from the issuer until its channel enrols A too.
+    srv.hb(Method::GET, &format!("/bpd/hb/citizens/{cf_a}/ranking?awardPeriodId={PERIOD}"), &issuer, None)
+        .await
+        .problem(404, "citizen");
+    let card = json!({"id": common::luhn_complete("411111111111100"), "fiscalCode": cf_a});
+    srv.hb(Method::PUT, "/bpd/hb/payment-instruments/card", &issuer, Some(card)).await.expect(200);
+    let card = json!({"id": common::luhn_complete("411111111111200"), "fiscalCode": cf_b});
+    srv.hb(Method::PUT, "/bpd/hb/payment-instruments/card", &issuer, Some(card)).await.expect(200);
     let hb_v1 =
         srv.hb(Method::GET, &format!("/bpd/hb/citizens/{cf_a}/ranking?awardPeriodId={PERIOD}"), &issuer, None).await;
     assert_eq!(hb_v1.json_with(200), v1);

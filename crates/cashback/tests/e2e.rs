@@ -578,8 +578,11 @@ async fn hb_issuer_flow(srv: &Server) {
     let n = srv.io(GET, "/bpd/io/payment-instruments/number", &tok, None).await.json_with(200);
     assert_eq!(n, json!([{"channel": "bank-x", "count": 1}]));
 
-    // Withdrawal by another issuer while a bank-x card is active.
-    srv.hb(DELETE, &citizen, &ky, None).await.problem(400, "channel");
+    // Another issuer does not see a citizen only bank-x enrolled: 404, as if unknown.
+    srv.hb(DELETE, &citizen, &ky, None).await.problem(404, "citizen");
+    srv.hb(GET, &citizen, &ky, None).await.problem(404, "citizen");
+    srv.hb(GET, &format!("/bpd/hb/payment-instruments/{VISA}"), &ky, None).await.problem(404, "instrument");
+    srv.hb(DELETE, &format!("/bpd/hb/payment-instruments/{VISA}"), &ky, None).await.problem(404, "instrument");
     assert_eq!(srv.hb(GET, &citizen, &kx, None).await.json_with(200)["enabled"], true);
     srv.hb(DELETE, &citizen, &kx, Some(json!({"channel": "bank-y"}))).await.problem(403, "channel");
     srv.hb(DELETE, &citizen, &kx, None).await.expect(204);
@@ -845,8 +848,11 @@ async fn iban_check_service_sqlite() {
         assert_eq!(c.pointer("/accountHolder/type"), Some(&json!("PERSON_NATURAL")), "{c}");
     }
 
-    // An issuer's technical account skips the check.
+    // An issuer's technical account skips the check (the issuer sees the citizen once it has
+    // enrolled one of their cards).
     let key = srv.credential("issuer", "bank-x").await;
+    srv.hb(PATCH, &format!("/bpd/hb/citizens/{cf}"), &key, Some(payoff(&ko, &cf))).await.problem(404, "citizen");
+    srv.hb(PUT, "/bpd/hb/payment-instruments/card", &key, Some(card(VISA, &cf, "bank-x"))).await.expect(200);
     let mut body = payoff(&ko, &cf);
     body["technicalAccountHolder"] = json!("Banca X");
     let r = srv.hb(PATCH, &format!("/bpd/hb/citizens/{cf}"), &key, Some(body)).await.json_with(200);
@@ -1055,8 +1061,9 @@ async fn per_identity_rate_limits_answer_429_sqlite() {
     let issuer = srv.credential("issuer", "BANCA1").await;
     let hb =
         |cf: &str| srv.req(GET, &format!("/bpd/hb/citizens/{cf}")).header("Ocp-Apim-Subscription-Key", &issuer.key);
-    srv.send(hb(&a)).await.expect(200);
-    srv.send(hb(&b)).await.expect(200);
+    // (404: these citizens enrolled through the app, which the issuer does not see.)
+    srv.send(hb(&a)).await.expect(404);
+    srv.send(hb(&b)).await.expect(404);
     let limited = srv.send(hb(&a)).await;
     limited.problem(429, "issuer");
     assert!(limited.header("retry-after").is_some());
