@@ -305,7 +305,7 @@ fn stats_view(totals: &ProgrammeTotals, from: Date, to: Date, stored: &[DayStats
         (status = 403, body = Problem), (status = 503, body = Problem)))]
 pub async fn ops_stats(State(st): State<SharedState>, _op: Operator, params: Params) -> ApiResult<Json<StatsView>> {
     let (from, to) = stats_range(&params, st.now())?;
-    let store = st.store.clone();
+    let store = st.reads.clone();
     let cached = st
         .console
         .stats
@@ -400,7 +400,7 @@ pub async fn ops_files(
         return Err(ApiError::field(StatusCode::BAD_REQUEST, "abi", "must be 5 ASCII letters or digits"));
     }
     let limit = params.limit(FILES_DEFAULT, FILES_MAX)?;
-    let files = st.store.all_acquirer_files(abi, limit).await?;
+    let files = st.reads.all_acquirer_files(abi, limit).await?;
     Ok(Json(files.iter().map(OpsFileView::from).collect()))
 }
 
@@ -417,8 +417,8 @@ pub async fn ops_file(
     if name.is_empty() || name.len() > 255 {
         return Err(ApiError::field(StatusCode::BAD_REQUEST, "name", "must be 1 to 255 characters"));
     }
-    let f = st.store.get_acquirer_file(&name).await?.ok_or_else(|| ApiError::not_found("no file with this name"))?;
-    let rejections = st.store.file_rejections(f.id, FILE_REJECTIONS_MAX).await?;
+    let f = st.reads.get_acquirer_file(&name).await?.ok_or_else(|| ApiError::not_found("no file with this name"))?;
+    let rejections = st.reads.file_rejections(f.id, FILE_REJECTIONS_MAX).await?;
     let mut view = OpsFileView::from(&f);
     view.rejections =
         Some(rejections.into_iter().map(|r| RejectedLine { line: r.line, field: r.field, reason: r.reason }).collect());
@@ -458,7 +458,7 @@ pub async fn ops_ranking_history(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<RankingDayView>>> {
     let period: AwardPeriod = period_of(&st, award_period_param(&id)?)?;
-    let history = st.store.ranking_history(period.id, RANKING_HISTORY_MAX).await?;
+    let history = st.reads.ranking_history(period.id, RANKING_HISTORY_MAX).await?;
     Ok(Json(
         history
             .iter()
@@ -503,7 +503,7 @@ pub async fn ops_payout_files(
     params: Params,
 ) -> ApiResult<Json<Vec<PayoutFileView>>> {
     let limit = params.limit(PAYOUT_FILES_DEFAULT, PAYOUT_FILES_MAX)?;
-    let files = st.store.payout_files(None).await?;
+    let files = st.reads.payout_files(None).await?;
     Ok(Json(
         files
             .iter()
@@ -537,7 +537,7 @@ pub struct StatusCountView {
 
 /// A period's awards by status, by status name, cached for 60 s (see [`ConsoleCache`]).
 pub async fn awards_by_status(st: &SharedState, award_period_id: i64) -> ApiResult<Vec<StatusCountView>> {
-    let store = st.store.clone();
+    let store = st.reads.clone();
     let counts = st
         .console
         .by_status

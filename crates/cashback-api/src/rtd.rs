@@ -508,7 +508,7 @@ pub struct FileReportList {
 #[utoipa::path(get, path = "/rtd/file-reporter/v2/file-report", tag = "rtd", security(("apiKey" = [])),
     responses((status = 200, body = FileReportList), (status = 401)))]
 pub async fn file_report_list(State(st): State<SharedState>, Acquirer(cred): Acquirer) -> ApiResult<Response> {
-    let files = st.store.list_acquirer_files(&cred.scope, 100).await?;
+    let files = st.reads.list_acquirer_files(&cred.scope, 100).await?;
     Ok(axum::Json(FileReportList { files_recently_uploaded: files.iter().map(FileReport::from).collect() })
         .into_response())
 }
@@ -617,7 +617,7 @@ async fn rebuild_hpan_list(st: &SharedState) -> ApiResult<Arc<HpanList>> {
     let mut after: Option<Hpan> = None;
     let mut fetch_error = None;
     loop {
-        match st.store.active_hpans(after.as_ref(), HPAN_PAGE).await {
+        match st.reads.active_hpans(after.as_ref(), HPAN_PAGE).await {
             Ok(page) if page.is_empty() => break,
             Ok(page) => {
                 after = page.last().cloned();

@@ -54,7 +54,12 @@ impl Default for HttpLimits {
 }
 
 pub struct AppState {
+    /// The primary: every write, and the reads that must see them (read-your-writes).
     pub store: Arc<dyn Store>,
+    /// Reads that tolerate replication lag (transaction lists, the ranking feed, the console's
+    /// figures, the acquirers' file reports and hashed-PAN list): a read replica when one is
+    /// configured, else the same store as `store`.
+    pub reads: Arc<dyn Store>,
     pub identity: Arc<dyn IdentityResolver>,
     pub credentials: CredentialCache,
     pub iban_checker: Option<Arc<dyn IbanChecker>>,

@@ -336,7 +336,8 @@ async fn listed_rows(
     if !enabled(st, cf).await? {
         return Ok(Vec::new());
     }
-    let rows = st.store.citizen_period_rows(cf, period.id).await?;
+    // Lag-tolerant: the replica, when there is one.
+    let rows = st.reads.citizen_period_rows(cf, period.id).await?;
     let mut shown = shown_rows(period, &rows);
     if let Some(h) = hpan {
         shown.retain(|r| &r.hpan == h);

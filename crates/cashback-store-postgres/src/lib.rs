@@ -181,10 +181,18 @@ async fn migrate(pool: &PgPool) -> sqlx::Result<usize> {
 }
 
 fn connect_options(url: &str, statement_timeout: Option<Duration>) -> StoreResult<PgConnectOptions> {
+    connect_options_named(url, statement_timeout, "cashback")
+}
+
+fn connect_options_named(
+    url: &str,
+    statement_timeout: Option<Duration>,
+    application_name: &str,
+) -> StoreResult<PgConnectOptions> {
     let mut opts: PgConnectOptions =
         url.parse().map_err(|e: sqlx::Error| StoreError::Other(format!("bad PostgreSQL URL: {e}")))?;
     if opts.get_application_name().is_none() {
-        opts = opts.application_name("cashback");
+        opts = opts.application_name(application_name);
     }
     if let Some(t) = statement_timeout {
         opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis().max(1)))]);
@@ -209,6 +217,26 @@ impl PgStore {
         let claim =
             ops::Claim { node: node_name(), lease_ms: opts.file_lease.as_millis().clamp(1, i64::MAX as u128) as i64 };
         tracing::info!(node = %claim.node, "postgres store ready");
+        Ok(Arc::new(Self { pool, claim }))
+    }
+
+    /// Connect a pool to a read replica (a hot standby streaming from the primary), for the
+    /// reads that tolerate its lag. No migrations (the primary's arrive by replication); its
+    /// sessions are named `cashback-reads` (`pg_stat_activity.application_name`). Only read
+    /// methods may be called on it: a write fails (the server refuses it).
+    pub async fn connect_replica(url: &str, opts: PgOptions) -> StoreResult<Arc<Self>> {
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect_options_named(url, Some(opts.statement_timeout), "cashback-reads")?)
+            .await
+            .map_err(store_err)?;
+        let standby: bool =
+            sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&pool).await.map_err(store_err)?;
+        if !standby {
+            tracing::warn!("the read replica is not a standby: reads go to a primary");
+        }
+        let claim = ops::Claim { node: node_name(), lease_ms: 1 };
         Ok(Arc::new(Self { pool, claim }))
     }
 

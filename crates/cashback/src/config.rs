@@ -11,6 +11,8 @@ use serde::Deserialize;
 pub struct FileConfig {
     pub listen: Option<String>,
     pub database: Option<String>,
+    /// A PostgreSQL read replica for the reads that tolerate lag (`--database-replica`).
+    pub database_replica: Option<String>,
     pub dev: Option<bool>,
     /// The PAN hashing salt, or `salt_file`.
     pub salt: Option<String>,

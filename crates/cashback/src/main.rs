@@ -44,6 +44,9 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub db: DbArgs,
+    /// Read replica (PostgreSQL streaming standby) for the reads that tolerate lag.
+    #[arg(long = "database-replica", env = "CASHBACK_DATABASE_REPLICA_URL")]
+    pub database_replica: Option<String>,
     /// Development mode: mock identity login, a fixed test salt and JWT secret, verbose errors.
     #[arg(long, env = "CASHBACK_DEV")]
     pub dev: bool,

@@ -64,6 +64,34 @@ pub(crate) async fn open_store(url: &str, cfg: &FileConfig) -> anyhow::Result<Ar
     })
 }
 
+/// The read replica of `serve` (`--database-replica`, `CASHBACK_DATABASE_REPLICA_URL` or
+/// `database_replica`): PostgreSQL only, next to a PostgreSQL primary.
+async fn open_replica(
+    args: &ServeArgs,
+    cfg: &FileConfig,
+    primary: &Arc<dyn Store>,
+) -> anyhow::Result<Option<Arc<dyn Store>>> {
+    let Some(url) = args.database_replica.clone().or_else(|| cfg.database_replica.clone()) else {
+        return Ok(None);
+    };
+    let DatabaseUrl::Postgres(url) = config::parse_database_url(&url).context("database_replica")? else {
+        bail!("database_replica: must be a postgres:// URL");
+    };
+    if primary.backend() != "postgres" {
+        bail!("database_replica: needs a PostgreSQL primary (--database postgres://…)");
+    }
+    let opts = cashback_store_postgres::PgOptions {
+        max_connections: cfg.postgres.max_connections,
+        acquire_timeout: Duration::from_millis(cfg.postgres.acquire_timeout_ms),
+        ..Default::default()
+    };
+    let replica = cashback_store_postgres::PgStore::connect_replica(&url, opts)
+        .await
+        .context("connecting to the PostgreSQL read replica")?;
+    tracing::info!("read replica connected: lag-tolerant reads go to it");
+    Ok(Some(replica))
+}
+
 pub(crate) fn database_url(db: &DbArgs, cfg: &FileConfig) -> String {
     db.database.clone().or_else(|| cfg.database.clone()).unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
 }
@@ -98,6 +126,7 @@ pub(crate) fn build_state(
     cfg: &FileConfig,
     dev: bool,
     store: Arc<dyn Store>,
+    reads: Arc<dyn Store>,
     clock: Clock,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<(Arc<AppState>, Arc<RankingBoard>)> {
@@ -138,6 +167,7 @@ pub(crate) fn build_state(
     let ranking = Arc::new(RankingBoard::new(cfg.ranking.board()));
     let state = Arc::new(AppState {
         store,
+        reads,
         identity,
         credentials: CredentialCache::new(Duration::from_secs(cfg.limits.credential_cache_ttl_secs)),
         iban_checker,
@@ -176,7 +206,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if seeded > 0 {
         tracing::info!(seeded, "default award periods seeded");
     }
-    let (state, ranking) = build_state(&args, &cfg, dev, store.clone(), system_clock(), Some(metrics))?;
+    let reads = open_replica(&args, &cfg, &store).await?.unwrap_or_else(|| store.clone());
+    let (state, ranking) = build_state(&args, &cfg, dev, store.clone(), reads.clone(), system_clock(), Some(metrics))?;
     {
         // Buckets of idle clients are dropped, so memory follows the recently active ones.
         let st = state.clone();
@@ -204,7 +235,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // The rankings: first load in the background (ranking endpoints answer 503 until it is
     // done), then the change feed every `ranking.refresh_ms`.
-    tokio::spawn(ranking.run_refresher(store.clone()));
+    // With a replica, the feed is read there: a node's board lags the primary by the replica's
+    // lag plus one refresh (uploads and citizens' own reads still catch up on the primary).
+    tokio::spawn(ranking.run_refresher(reads.clone()));
     // The ranking history of the console: a snapshot of every open period once the rankings are
     // loaded, then every `console.snapshot_interval_secs`.
     tokio::spawn(run_ranking_snapshots(state.clone(), cfg.console.snapshot_interval()));
@@ -222,6 +255,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("draining writes");
     store.close().await;
+    reads.close().await;
     tracing::info!("stopped");
     Ok(())
 }

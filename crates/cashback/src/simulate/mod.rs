@@ -342,13 +342,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let serve_args = crate::ServeArgs {
         listen: None,
         db: crate::DbArgs { database: Some(url.clone()), config: None },
+        database_replica: None,
         dev: true,
         salt: None,
         jwt_secret: None,
         introspection_url: None,
         iban_check_url: None,
     };
-    let (state, ranking) = build_state(&serve_args, &cfg, true, store.clone(), clock, None)?;
+    let (state, ranking) = build_state(&serve_args, &cfg, true, store.clone(), store.clone(), clock, None)?;
     state.refresh_periods().await?;
     tokio::spawn(ranking.clone().run_refresher(store.clone()));
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
