@@ -3,6 +3,10 @@
 //! uploaded → ingested by the platform → counted for the right citizens. Also: 409 on a second
 //! run counts as sent, a failed upload waits in pending/ and goes out on the next run, a file
 //! with another sender code is not sent, and no clear PAN appears in any output or log.
+//! On SQLite and PostgreSQL (`CASHBACK_TEST_PG_URL`, never skipped: the PostgreSQL test panics
+//! without it).
+//!
+//! Run: `CASHBACK_TEST_PG_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p cashback --test acquirer_tool`
 
 mod common;
 
@@ -71,9 +75,8 @@ fn names_in(dir: &Path) -> Vec<String> {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acquirer_tool_end_to_end_on_sqlite() {
-    let db = Arc::new(TestDb::new(Backend::Sqlite).await);
+async fn scenario(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
     let today = OffsetDateTime::now_utc().date();
     let (start, end) = (today - time::Duration::days(30), today + time::Duration::days(30));
     db.admin(&["period-set", "--id", "90", "--start", &start.to_string(), "--end", &end.to_string()]).await;
@@ -246,4 +249,14 @@ async fn acquirer_tool_end_to_end_on_sqlite() {
     assert!(out.contains(&hpan_of(&pan_a1, DEV_SALT)) && out.contains(&hpan_of(&pan_a2, DEV_SALT)));
     drop(srv);
     db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquirer_tool_end_to_end_on_sqlite() {
+    scenario(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquirer_tool_end_to_end_on_postgres() {
+    scenario(Backend::Postgres).await;
 }
