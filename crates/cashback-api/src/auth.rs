@@ -219,6 +219,7 @@ impl FromRequestParts<SharedState> for Citizen {
         match state.identity.resolve(token).await {
             Ok(cf) => {
                 state.rate.check(crate::rate::Who::Citizen, cf.as_str())?;
+                cashback_store::audit::set_actor(format!("citizen:{}", cf.as_str()));
                 Ok(Citizen(cf))
             }
             Err(IdentityError::Unauthorized) => Err(ApiError::unauthorized("Authorization: invalid or expired token")),
@@ -270,6 +271,7 @@ async fn credential_of_kind(parts: &Parts, state: &SharedState, kind: Credential
                 CredentialKind::Operator => crate::rate::Who::Operator,
             };
             state.rate.check(who, &c.id)?;
+            cashback_store::audit::set_actor(format!("{}:{}", c.kind.as_str(), c.id));
             Ok(c)
         }
         Some(c) if c.revoked_at.is_none() => {

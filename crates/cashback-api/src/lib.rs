@@ -4,6 +4,7 @@
 //! a *global* concurrency limit → timeout → body limit) → auth extractor → handler → `core` use
 //! case → `Store` trait. Errors are `ApiError`, rendered as problem+json.
 
+pub mod audit;
 pub mod auth;
 pub mod close;
 pub mod console;
@@ -57,7 +58,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         ops::award_periods, ops::period_ranking, close::io_awards, close::io_complaints, close::io_file_complaint, close::ops_complaints,
         close::ops_decide_complaint, close::ops_close_summary, close::ops_outbox,
         console_api::io_instruments, console_api::ops_stats, console_api::ops_files, console_api::ops_file,
-        console_api::ops_ranking_history, console_api::ops_payout_files
+        console_api::ops_ranking_history, console_api::ops_payout_files, audit::ops_audit
     ),
     modifiers(&SecuritySchemes),
     tags((name = "io", description = "Citizen app (Bearer token)"), (name = "hb", description = "Issuers (Ocp-Apim-Subscription-Key)"),
@@ -207,6 +208,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/bpd/ops/files", get(console_api::ops_files))
         .route("/bpd/ops/files/{name}", get(console_api::ops_file))
         .route("/bpd/ops/payout-files", get(console_api::ops_payout_files))
+        .route("/bpd/ops/audit", get(audit::ops_audit))
         .route("/bpd/io/awards", get(close::io_awards))
         .route("/bpd/io/complaints", get(close::io_complaints).post(close::io_file_complaint))
         // Payment Manager
@@ -261,6 +263,7 @@ pub fn router(state: SharedState) -> Router {
                     tracing::info_span!("http", method = %req.method(), route, request_id = %id)
                 }))
                 .layer(middleware::from_fn(record_metrics))
+                .layer(middleware::from_fn(audit::scope))
                 .layer(CatchPanicLayer::custom(|_| ApiError::internal("internal error").into_response())),
         )
         .with_state(state)

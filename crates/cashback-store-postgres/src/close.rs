@@ -11,7 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use time::{Date, OffsetDateTime};
 
-use crate::ops::{Step, decode_err, pg_time, utc};
+use crate::ops::{self, Step, decode_err, pg_time, utc};
 use crate::{PgStore, store_err};
 
 /// Advisory lock of the close steps ("close" in ASCII).
@@ -813,8 +813,8 @@ impl CloseStore for PgStore {
         for batch in items.chunks(CLOSE_BATCH) {
             transaction!(self, "close_notices", |c| async { enqueue_many(c, batch, now).await.map(Step::Done) })?;
         }
-        let s = summary;
-        sqlx::query(
+        let s = &summary;
+        let close = sqlx::query(
             "INSERT INTO award_close (award_period_id, citizens, awards, not_eligible, winners, cashback_cents, jackpot_cents, \
              amount_cents, without_iban, closed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
@@ -827,11 +827,17 @@ impl CloseStore for PgStore {
         .bind(s.jackpot.cents())
         .bind(s.amount.cents())
         .bind(s.without_iban as i64)
-        .bind(pg_time(now))
-        .execute(&mut *self.conn().await?)
-        .await
-        .map_err(store_err)?;
-        Ok(CloseOutcome::Closed(summary))
+        .bind(pg_time(now));
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let inserted = close.execute(&mut *tx).await.map_err(store_err)?.rows_affected();
+        let outcome = CloseOutcome::Closed(summary);
+        if inserted == 1
+            && let Some(ev) = audit::events::period_closed(&outcome)
+        {
+            ops::record_audit(&mut tx, &audit::current_actor(), now, &ev).await.map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(outcome)
     }
 
     async fn close_summary(&self, award_period_id: i64) -> StoreResult<Option<CloseSummary>> {
@@ -865,7 +871,12 @@ impl CloseStore for PgStore {
                 files.push(f);
             }
         }
-        Ok(PayoutPreparation { iban_filled, reissued, waiting_for_iban, files })
+        let prep = PayoutPreparation { iban_filled, reissued, waiting_for_iban, files };
+        if let Some(ev) = audit::events::payout_prepared(&prep) {
+            let mut c = self.conn().await?;
+            ops::record_audit(&mut c, &audit::current_actor(), now, &ev).await.map_err(store_err)?;
+        }
+        Ok(prep)
     }
 
     async fn payout_files(&self, run_id: Option<i64>) -> StoreResult<Vec<PayoutFile>> {
@@ -895,14 +906,27 @@ impl CloseStore for PgStore {
     }
 
     async fn payout_file_written(&self, payout_file_id: i64, sha256: &str) -> StoreResult<()> {
-        let stored: Option<Option<String>> = sqlx::query_scalar(
-            "UPDATE payout_file SET sha256 = coalesce(sha256, $2) WHERE payout_file_id = $1 RETURNING sha256",
-        )
-        .bind(payout_file_id)
-        .bind(sha256)
-        .fetch_optional(&mut *self.conn().await?)
-        .await
-        .map_err(store_err)?;
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let mut stored: Option<Option<String>> =
+            sqlx::query_scalar("SELECT sha256 FROM payout_file WHERE payout_file_id = $1 FOR UPDATE")
+                .bind(payout_file_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_err)?;
+        if stored == Some(None) {
+            sqlx::query("UPDATE payout_file SET sha256 = $2 WHERE payout_file_id = $1")
+                .bind(payout_file_id)
+                .bind(sha256)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            let ev = audit::events::payout_file_written(payout_file_id, sha256);
+            ops::record_audit(&mut tx, &audit::current_actor(), OffsetDateTime::now_utc(), &ev)
+                .await
+                .map_err(store_err)?;
+            stored = Some(Some(sha256.to_owned()));
+        }
+        tx.commit().await.map_err(store_err)?;
         match stored {
             None => Err(StoreError::Other(format!("no payout file {payout_file_id}"))),
             Some(Some(s)) if s == sha256 => Ok(()),
@@ -921,7 +945,14 @@ impl CloseStore for PgStore {
         notices: RenderNotice,
         now: OffsetDateTime,
     ) -> StoreResult<InboundOutcome> {
-        transaction!(self, "apply_outcomes", |c| apply_outcomes(c, file_name, sha256, &lines, notices, now))
+        let actor = audit::current_actor();
+        transaction!(self, "apply_outcomes", |c| async {
+            let step = apply_outcomes(c, file_name, sha256, &lines, notices, now).await;
+            ops::then_audit(c, &actor, now, step, |o| {
+                audit::events::inbound_applied(InboundKind::Outcomes, file_name, sha256, o)
+            })
+            .await
+        })
     }
 
     async fn apply_integrations(
@@ -932,7 +963,14 @@ impl CloseStore for PgStore {
         now: OffsetDateTime,
     ) -> StoreResult<InboundOutcome> {
         let periods = crate::ops::list_award_periods(&mut *self.conn().await?).await.map_err(store_err)?;
-        transaction!(self, "apply_integrations", |c| apply_integrations(c, file_name, sha256, &lines, &periods, now))
+        let actor = audit::current_actor();
+        transaction!(self, "apply_integrations", |c| async {
+            let step = apply_integrations(c, file_name, sha256, &lines, &periods, now).await;
+            ops::then_audit(c, &actor, now, step, |o| {
+                audit::events::inbound_applied(InboundKind::Integrations, file_name, sha256, o)
+            })
+            .await
+        })
     }
 
     async fn citizen_awards(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<Award>> {
@@ -960,7 +998,11 @@ impl CloseStore for PgStore {
         now: OffsetDateTime,
     ) -> StoreResult<FileComplaintOutcome> {
         let cf = fiscal_code.as_str();
-        transaction!(self, "file_complaint", |c| file_complaint(c, cf, award_period_id, kind, description, now))
+        let actor = audit::current_actor();
+        transaction!(self, "file_complaint", |c| async {
+            let step = file_complaint(c, cf, award_period_id, kind, description, now).await;
+            ops::then_audit(c, &actor, now, step, audit::events::complaint_filed).await
+        })
     }
 
     async fn citizen_complaints(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<Complaint>> {
@@ -997,7 +1039,11 @@ impl CloseStore for PgStore {
         notices: RenderNotice,
         now: OffsetDateTime,
     ) -> StoreResult<DecideComplaintOutcome> {
-        transaction!(self, "decide_complaint", |c| decide_complaint(c, complaint_id, &decision, notices, now))
+        let actor = audit::current_actor();
+        transaction!(self, "decide_complaint", |c| async {
+            let step = decide_complaint(c, complaint_id, &decision, notices, now).await;
+            ops::then_audit(c, &actor, now, step, |o| audit::events::complaint_decided(&decision, o)).await
+        })
     }
 
     async fn enqueue_notifications(&self, items: Vec<NewNotification>, now: OffsetDateTime) -> StoreResult<u64> {

@@ -65,6 +65,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "scoring", include_str!("../migrations/0003_scoring.sql")),
     (4, "close", include_str!("../migrations/0004_close.sql")),
     (5, "console", include_str!("../migrations/0005_console.sql")),
+    (6, "audit", include_str!("../migrations/0006_audit.sql")),
     (7, "claims", include_str!("../migrations/0007_claims.sql")),
 ];
 
@@ -392,7 +393,15 @@ impl Store for PgStore {
         channel: &Channel,
         now: OffsetDateTime,
     ) -> StoreResult<Citizen> {
-        transaction!(self, "enroll_citizen", |c| ops::enroll_citizen(c, fiscal_code, requested_opt_in, channel, now))
+        let actor = audit::current_actor();
+        transaction!(self, "enroll_citizen", |c| ops::enroll_citizen(
+            c,
+            fiscal_code,
+            requested_opt_in,
+            channel,
+            now,
+            &actor
+        ))
     }
 
     async fn get_citizen(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Citizen>> {
@@ -405,7 +414,14 @@ impl Store for PgStore {
         payoff: Payoff,
         now: OffsetDateTime,
     ) -> StoreResult<SetPayoffOutcome> {
-        transaction!(self, "set_payoff", |c| ops::set_payoff(c, fiscal_code, &payoff, now))
+        let actor = audit::current_actor();
+        transaction!(self, "set_payoff", |c| async {
+            let step = ops::set_payoff(c, fiscal_code, &payoff, now).await;
+            ops::then_audit(c, &actor, now, step, |o| {
+                matches!(o, SetPayoffOutcome::Updated(_)).then(|| audit::events::payoff_set(fiscal_code, &payoff))
+            })
+            .await
+        })
     }
 
     async fn withdraw_citizen(
@@ -414,7 +430,34 @@ impl Store for PgStore {
         channel: &Channel,
         now: OffsetDateTime,
     ) -> StoreResult<WithdrawOutcome> {
-        transaction!(self, "withdraw_citizen", |c| ops::withdraw_citizen(c, fiscal_code, channel, now))
+        let actor = audit::current_actor();
+        transaction!(self, "withdraw_citizen", |c| async {
+            let step = ops::withdraw_citizen(c, fiscal_code, channel, now).await;
+            ops::then_audit(c, &actor, now, step, |o| audit::events::withdrawn(fiscal_code, channel.as_str(), o)).await
+        })
+    }
+
+    async fn erase_expired_citizens(
+        &self,
+        cutoff: OffsetDateTime,
+        include_enabled: bool,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        while ops::purge_notifications(&mut *self.conn().await?, cutoff, 10_000).await.map_err(store_err)? > 0 {}
+        let candidates = ops::erasable_citizens(&mut *self.conn().await?, cutoff, include_enabled, limit)
+            .await
+            .map_err(store_err)?;
+        let actor = audit::current_actor();
+        let mut erased = 0;
+        for cf in &candidates {
+            let done = transaction!(self, "erase_citizen", |c| async {
+                let step = ops::erase_citizen(c, cf, cutoff, include_enabled).await;
+                ops::then_audit(c, &actor, now, step, |ev| ev.clone()).await
+            })?;
+            erased += u64::from(done.is_some());
+        }
+        Ok(erased)
     }
 
     async fn enroll_instrument(
@@ -424,7 +467,11 @@ impl Store for PgStore {
         channel: &Channel,
         now: OffsetDateTime,
     ) -> StoreResult<EnrollInstrumentOutcome> {
-        transaction!(self, "enroll_instrument", |c| ops::enroll_instrument(c, hpan, fiscal_code, channel, now))
+        let actor = audit::current_actor();
+        transaction!(self, "enroll_instrument", |c| async {
+            let step = ops::enroll_instrument(c, hpan, fiscal_code, channel, now).await;
+            ops::then_audit(c, &actor, now, step, |o| audit::events::instrument_enrolled(hpan, o)).await
+        })
     }
 
     async fn get_instrument(&self, hpan: &Hpan) -> StoreResult<Option<Instrument>> {
@@ -437,7 +484,11 @@ impl Store for PgStore {
         fiscal_code: Option<&FiscalCode>,
         now: OffsetDateTime,
     ) -> StoreResult<DeleteInstrumentOutcome> {
-        transaction!(self, "delete_instrument", |c| ops::delete_instrument(c, hpan, fiscal_code, now))
+        let actor = audit::current_actor();
+        transaction!(self, "delete_instrument", |c| async {
+            let step = ops::delete_instrument(c, hpan, fiscal_code, now).await;
+            ops::then_audit(c, &actor, now, step, |o| audit::events::instrument_deleted(hpan, fiscal_code, o)).await
+        })
     }
 
     async fn count_active_instruments(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<ChannelCount>> {
@@ -453,8 +504,12 @@ impl Store for PgStore {
     }
 
     async fn upsert_award_period(&self, period: &AwardPeriod) -> StoreResult<()> {
-        ops::upsert_award_period(&mut *self.conn().await?, period, true).await.map_err(store_err)?;
-        Ok(())
+        let actor = audit::current_actor();
+        let now = OffsetDateTime::now_utc();
+        transaction!(self, "upsert_award_period", |c| async {
+            ops::upsert_award_period(c, period, true).await?;
+            ops::then_audit(c, &actor, now, Ok(Step::Done(())), |_| Some(audit::events::award_period_set(period))).await
+        })
     }
 
     async fn seed_award_periods(&self, periods: &[AwardPeriod]) -> StoreResult<u64> {
@@ -463,7 +518,12 @@ impl Store for PgStore {
 
     async fn insert_credential(&self, credential: &Credential) -> StoreResult<()> {
         // A duplicate id or key hash is a unique violation: `Other`, like any constraint error.
-        ops::insert_credential(&mut *self.conn().await?, credential).await.map_err(store_err)
+        let actor = audit::current_actor();
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        ops::insert_credential(&mut tx, credential).await.map_err(store_err)?;
+        let ev = audit::events::credential_created(credential);
+        ops::record_audit(&mut tx, &actor, credential.created_at, &ev).await.map_err(store_err)?;
+        tx.commit().await.map_err(store_err)
     }
 
     async fn find_credential_by_key_hash(&self, key_sha256: &str) -> StoreResult<Option<Credential>> {
@@ -475,12 +535,30 @@ impl Store for PgStore {
     }
 
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
-        ops::revoke_credential(&mut *self.conn().await?, id, now).await.map_err(store_err)
+        let actor = audit::current_actor();
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let revoked = ops::revoke_credential(&mut tx, id, now).await.map_err(store_err)?;
+        if let Some(ev) = audit::events::credential_revoked(id, revoked) {
+            ops::record_audit(&mut tx, &actor, now, &ev).await.map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(revoked)
+    }
+
+    async fn audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        ops::audit_events(&mut *self.conn().await?, q).await.map_err(store_err)
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {
         let claim = &self.claim;
-        match transaction!(self, "begin_acquirer_file", |c| ops::begin_acquirer_file(c, &file, now, claim))? {
+        let actor = audit::current_actor();
+        match transaction!(self, "begin_acquirer_file", |c| async {
+            let step = ops::begin_acquirer_file(c, &file, now, claim).await;
+            ops::then_audit(c, &actor, now, step, |o| {
+                o.as_ref().ok().and_then(|b| audit::events::acquirer_file_accepted(&file, b))
+            })
+            .await
+        })? {
             Ok(begun) => Ok(begun),
             Err(held) => Err(StoreError::Busy(format!(
                 "acquirer file {}: being ingested by another node ({}) for at most {} ms more; retry then",
@@ -555,7 +633,12 @@ impl Store for PgStore {
 
     async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome> {
         batch.check_size().map_err(StoreError::Other)?;
-        transaction!(self, "import_enrollments", |c| ops::import_enrollments(c, &batch))
+        let actor = audit::current_actor();
+        let now = OffsetDateTime::now_utc();
+        transaction!(self, "import_enrollments", |c| async {
+            let step = ops::import_enrollments(c, &batch).await;
+            ops::then_audit(c, &actor, now, step, audit::events::enrollments_imported).await
+        })
     }
 
     async fn import_period_totals(

@@ -130,11 +130,19 @@ pub async fn enroll_citizen(
     requested: Option<OptInStatus>,
     channel: &Channel,
     now: OffsetDateTime,
+    actor: &str,
 ) -> sqlx::Result<Step<Citizen>> {
     let existing = lock_citizen(c, cf).await?;
     let state = existing.as_ref().map(|e| CitizenState { enabled: e.enabled, opt_in: e.opt_in_status });
     let now = pg_time(now);
-    let row = match enrollment::decide_citizen_enroll(state, requested) {
+    let decision = enrollment::decide_citizen_enroll(state, requested);
+    let change = match decision {
+        CitizenEnrollDecision::Create { .. } => "created",
+        CitizenEnrollDecision::Reenable => "re-enabled",
+        CitizenEnrollDecision::SetOptIn(_) => "opt-in",
+        CitizenEnrollDecision::Unchanged => "",
+    };
+    let row = match decision {
         CitizenEnrollDecision::Create { opt_in } => {
             // A concurrent first enrollment may insert the same citizen: retry to see it.
             let row = sqlx::query(concat!(
@@ -180,7 +188,75 @@ pub async fn enroll_citizen(
             return Ok(Step::Done(existing.expect("unchanged implies existing")));
         }
     };
-    Ok(Step::Done(citizen_from_row(&row)?))
+    let after = citizen_from_row(&row)?;
+    let ev = audit::events::citizen_enrolled(cf, change, channel.as_str(), after.opt_in_status.as_str());
+    record_audit(c, actor, now, &ev).await?;
+    Ok(Step::Done(after))
+}
+
+/// Append an event to the audit trail (in the caller's transaction).
+pub async fn record_audit(
+    c: &mut PgConnection,
+    actor: &str,
+    now: OffsetDateTime,
+    ev: &NewAuditEvent,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO audit_event (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5::jsonb)")
+        .bind(pg_time(now))
+        .bind(actor)
+        .bind(ev.action.as_str())
+        .bind(&ev.subject)
+        .bind(&ev.detail)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// `step`, then its audit event (when `event` gives one) in the same transaction.
+pub async fn then_audit<T>(
+    c: &mut PgConnection,
+    actor: &str,
+    now: OffsetDateTime,
+    step: sqlx::Result<Step<T>>,
+    event: impl FnOnce(&T) -> Option<NewAuditEvent>,
+) -> sqlx::Result<Step<T>> {
+    let step = step?;
+    if let Step::Done(v) = &step
+        && let Some(ev) = event(v)
+    {
+        record_audit(c, actor, now, &ev).await?;
+    }
+    Ok(step)
+}
+
+pub async fn audit_events(c: &mut PgConnection, q: &AuditQuery) -> sqlx::Result<Vec<AuditEvent>> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, subject, detail::text FROM audit_event \
+         WHERE ($1::text IS NULL OR subject = $1) AND ($2::text IS NULL OR actor = $2) AND ($3::text IS NULL OR action = $3) \
+         AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5) AND ($6::bigint IS NULL OR id < $6) \
+         ORDER BY id DESC LIMIT $7",
+    )
+    .bind(q.subject.as_deref())
+    .bind(q.actor.as_deref())
+    .bind(q.action.as_deref())
+    .bind(q.since.map(pg_time))
+    .bind(q.until.map(pg_time))
+    .bind(q.before_id)
+    .bind(i64::from(q.limit.min(audit::AUDIT_QUERY_MAX)))
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEvent {
+                id: r.try_get(0)?,
+                at: get_time(r, 1)?,
+                actor: r.try_get(2)?,
+                action: r.try_get(3)?,
+                subject: r.try_get(4)?,
+                detail: r.try_get(5)?,
+            })
+        })
+        .collect()
 }
 
 pub async fn set_payoff(
@@ -214,6 +290,82 @@ pub async fn set_payoff(
     .fetch_one(&mut *c)
     .await?;
     Ok(Step::Done(SetPayoffOutcome::Updated(Box::new(citizen_from_row(&row)?))))
+}
+
+/// Delete at most `batch` notifications created before the cutoff (the outbox is transient).
+pub async fn purge_notifications(c: &mut PgConnection, cutoff: OffsetDateTime, batch: u32) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM notification WHERE notification_id IN \
+         (SELECT notification_id FROM notification WHERE created_at < $1 ORDER BY notification_id LIMIT $2)",
+    )
+    .bind(pg_time(cutoff))
+    .bind(i64::from(batch))
+    .execute(c)
+    .await?
+    .rows_affected())
+}
+
+/// No payment still open, no open complaint (`c` is the citizen row).
+const ERASABLE: &str = "NOT EXISTS (SELECT 1 FROM award a WHERE a.fiscal_code = c.fiscal_code AND a.status IN ('NEW', 'SENT', 'FAILED')) \
+     AND NOT EXISTS (SELECT 1 FROM complaint k WHERE k.fiscal_code = c.fiscal_code AND k.status = 'OPEN')";
+
+/// Citizens whose retention is over (see `Store::erase_expired_citizens`).
+pub async fn erasable_citizens(
+    c: &mut PgConnection,
+    cutoff: OffsetDateTime,
+    include_enabled: bool,
+    limit: u32,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT fiscal_code FROM citizen c WHERE ((NOT enabled AND cancellation < $1) OR ($2 AND updated_at < $1)) AND {ERASABLE} \
+         ORDER BY fiscal_code LIMIT $3"
+    )))
+    .bind(pg_time(cutoff))
+    .bind(include_enabled)
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await
+}
+
+/// Erase one citizen (see `cashback_store::ERASURE`) if still erasable; returns the audit event.
+pub async fn erase_citizen(
+    c: &mut PgConnection,
+    cf: &str,
+    cutoff: OffsetDateTime,
+    include_enabled: bool,
+) -> sqlx::Result<Step<Option<NewAuditEvent>>> {
+    let still: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT fiscal_code FROM citizen c WHERE fiscal_code = $1 \
+         AND ((NOT enabled AND cancellation < $2) OR ($3 AND updated_at < $2)) AND {ERASABLE} FOR UPDATE"
+    )))
+    .bind(cf)
+    .bind(pg_time(cutoff))
+    .bind(include_enabled)
+    .fetch_optional(&mut *c)
+    .await?;
+    if still.is_none() {
+        return Ok(Step::Done(None));
+    }
+    let mut n = [0u64; 4];
+    for (i, sql) in [
+        "DELETE FROM payment_instrument WHERE fiscal_code = $1",
+        "UPDATE acquirer_transaction SET fiscal_code = NULL, ineligible = 'CITIZEN_NOT_ENABLED' \
+         WHERE fiscal_code = $1 AND ineligible IS NULL",
+        "DELETE FROM award WHERE fiscal_code = $1",
+        "DELETE FROM complaint WHERE fiscal_code = $1",
+        "DELETE FROM payment_instrument_history WHERE fiscal_code = $1",
+        "DELETE FROM citizen_period WHERE fiscal_code = $1",
+        "DELETE FROM citizen WHERE fiscal_code = $1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let done = sqlx::query(sql).bind(cf).execute(&mut *c).await?.rows_affected();
+        if let Some(slot) = n.get_mut(i) {
+            *slot = done;
+        }
+    }
+    Ok(Step::Done(Some(audit::events::citizen_erased(cf, n[0], n[1], n[2], n[3]))))
 }
 
 pub async fn withdraw_citizen(

@@ -161,3 +161,18 @@ async fn futures_join<T>(joins: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     out
 }
+
+/// The audit trail is append-only in the database itself: no UPDATE, DELETE or TRUNCATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_trail_is_append_only() {
+    let store = common::fresh().await;
+    store.enroll_citizen(&fiscal_code(1), None, &io(), t0()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_event").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(n, 1);
+    for sql in ["UPDATE audit_event SET actor = 'someone-else'", "DELETE FROM audit_event", "TRUNCATE audit_event"] {
+        let err = sqlx::query(sql).execute(store.pool()).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_event").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(n, 1);
+}

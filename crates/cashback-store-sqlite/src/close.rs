@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::ops::{conv_err, fmt_date, from_micros, micros, parse_date};
-use crate::{SqliteStore, sql_err};
+use crate::{SqliteStore, audited, sql_err};
 
 const AWARD_COLS: &str = "award_id, award_period_id, fiscal_code, kind, related_id, complaint_id, agent_id, amount_cents, \
     cashback_cents, jackpot_cents, typology, transactions, rank, score_total_cents, period_cap_applied, status, \
@@ -668,7 +668,13 @@ impl CloseStore for SqliteStore {
         written?;
         restored?;
         let now_us = micros(now);
-        self.write(move |c| record_close(c, &summary, now_us)).await?;
+        let closed = CloseOutcome::Closed(summary);
+        self.write(audited(
+            now,
+            move |c| record_close(c, &summary, now_us),
+            move |_| audit::events::period_closed(&closed),
+        ))
+        .await?;
         tracing::info!(
             period = id,
             awards = summary.awards,
@@ -714,7 +720,12 @@ impl CloseStore for SqliteStore {
                 files.push(f);
             }
         }
-        Ok(PayoutPreparation { iban_filled, reissued, waiting_for_iban, files })
+        let prep = PayoutPreparation { iban_filled, reissued, waiting_for_iban, files };
+        let event = audit::events::payout_prepared(&prep);
+        if event.is_some() {
+            self.write(audited(now, |_| Ok(()), move |_| event)).await?;
+        }
+        Ok(prep)
     }
 
     async fn payout_files(&self, run_id: Option<i64>) -> StoreResult<Vec<PayoutFile>> {
@@ -738,17 +749,24 @@ impl CloseStore for SqliteStore {
 
     async fn payout_file_written(&self, payout_file_id: i64, sha256: &str) -> StoreResult<()> {
         let sha = sha256.to_string();
-        let stored = self
-            .write(move |c| {
-                c.execute(
-                    "UPDATE payout_file SET sha256 = ?2 WHERE payout_file_id = ?1 AND sha256 IS NULL",
-                    params![payout_file_id, sha],
-                )?;
-                c.query_row("SELECT sha256 FROM payout_file WHERE payout_file_id = ?1", [payout_file_id], |r| {
-                    r.get::<_, Option<String>>(0)
-                })
-                .optional()
-            })
+        let event = audit::events::payout_file_written(payout_file_id, sha256);
+        let (_, stored) = self
+            .write(audited(
+                OffsetDateTime::now_utc(),
+                move |c| {
+                    let n = c.execute(
+                        "UPDATE payout_file SET sha256 = ?2 WHERE payout_file_id = ?1 AND sha256 IS NULL",
+                        params![payout_file_id, sha],
+                    )?;
+                    let stored = c
+                        .query_row("SELECT sha256 FROM payout_file WHERE payout_file_id = ?1", [payout_file_id], |r| {
+                            r.get::<_, Option<String>>(0)
+                        })
+                        .optional()?;
+                    Ok((n, stored))
+                },
+                move |(n, _)| (*n == 1).then_some(event),
+            ))
             .await?;
         match stored {
             None => Err(StoreError::Other(format!("no payout file {payout_file_id}"))),
@@ -769,7 +787,13 @@ impl CloseStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<InboundOutcome> {
         let (name, sha, now_us) = (file_name.to_string(), sha256.to_string(), micros(now));
-        self.write(move |c| apply_outcomes(c, &name, &sha, &lines, notices, now_us)).await
+        let (name2, sha2) = (name.clone(), sha.clone());
+        self.write(audited(
+            now,
+            move |c| apply_outcomes(c, &name, &sha, &lines, notices, now_us),
+            move |o| audit::events::inbound_applied(InboundKind::Outcomes, &name2, &sha2, o),
+        ))
+        .await
     }
 
     async fn apply_integrations(
@@ -781,7 +805,13 @@ impl CloseStore for SqliteStore {
     ) -> StoreResult<InboundOutcome> {
         let periods = self.read(crate::ops::list_award_periods)?;
         let (name, sha, now_us) = (file_name.to_string(), sha256.to_string(), micros(now));
-        self.write(move |c| apply_integrations(c, &name, &sha, &lines, &periods, now_us)).await
+        let (name2, sha2) = (name.clone(), sha.clone());
+        self.write(audited(
+            now,
+            move |c| apply_integrations(c, &name, &sha, &lines, &periods, now_us),
+            move |o| audit::events::inbound_applied(InboundKind::Integrations, &name2, &sha2, o),
+        ))
+        .await
     }
 
     async fn citizen_awards(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<Award>> {
@@ -806,7 +836,7 @@ impl CloseStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<FileComplaintOutcome> {
         let (cf, text, now_us) = (fiscal_code.as_str().to_string(), description.to_string(), micros(now));
-        self.write(move |c| {
+        self.write(audited(now, move |c| {
             let exists: bool =
                 c.query_row("SELECT EXISTS (SELECT 1 FROM citizen WHERE fiscal_code = ?1)", [&cf], |r| r.get(0))?;
             if !exists {
@@ -829,7 +859,7 @@ impl CloseStore for SqliteStore {
             Ok(FileComplaintOutcome::Created(
                 get_complaint(c, c.last_insert_rowid())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
             ))
-        })
+        }, audit::events::complaint_filed))
         .await
     }
 
@@ -863,7 +893,13 @@ impl CloseStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<DecideComplaintOutcome> {
         let now_us = micros(now);
-        self.write(move |c| decide_complaint(c, complaint_id, &decision, notices, now_us)).await
+        let d2 = decision.clone();
+        self.write(audited(
+            now,
+            move |c| decide_complaint(c, complaint_id, &decision, notices, now_us),
+            move |o| audit::events::complaint_decided(&d2, o),
+        ))
+        .await
     }
 
     async fn enqueue_notifications(&self, items: Vec<NewNotification>, now: OffsetDateTime) -> StoreResult<u64> {

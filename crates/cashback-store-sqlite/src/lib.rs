@@ -115,7 +115,36 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "scoring", include_str!("../migrations/0005_scoring.sql")),
     (6, "close", include_str!("../migrations/0006_close.sql")),
     (7, "console", include_str!("../migrations/0007_console.sql")),
+    (8, "audit", include_str!("../migrations/0008_audit.sql")),
 ];
+
+/// A writer job that also appends `event(outcome)` to the audit trail, in the same transaction,
+/// on behalf of the calling task's actor (read here, on the caller's task).
+pub(crate) fn audited<T>(
+    now: OffsetDateTime,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    event: impl FnOnce(&T) -> Option<NewAuditEvent> + Send + 'static,
+) -> impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static {
+    let actor = audit::current_actor();
+    move |c| {
+        let out = f(c)?;
+        if let Some(ev) = event(&out) {
+            ops::record_audit(c, &actor, ops::micros(now), &ev)?;
+        }
+        Ok(out)
+    }
+}
+
+/// [`audited`] for changes whose method takes no `now` (award periods): stamped with the clock.
+fn audited_now<T>(
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    event: impl FnOnce(&T) -> Option<NewAuditEvent> + Send + 'static,
+) -> impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static {
+    audited(OffsetDateTime::now_utc(), f, event)
+}
+
+/// Rows deleted per writer job when purging old notifications.
+const PURGE_BATCH: u32 = 10_000;
 
 fn poisoned() -> rusqlite::Error {
     rusqlite::Error::InvalidParameterName("the writer's pending-keys lock is poisoned".into())
@@ -606,8 +635,8 @@ impl Store for SqliteStore {
         channel: &Channel,
         now: OffsetDateTime,
     ) -> StoreResult<Citizen> {
-        let (cf, ch) = (fiscal_code.clone(), channel.clone());
-        self.write(move |c| ops::enroll_citizen(c, &cf, requested_opt_in, &ch, now)).await
+        let (cf, ch, actor) = (fiscal_code.clone(), channel.clone(), audit::current_actor());
+        self.write(move |c| ops::enroll_citizen(c, &cf, requested_opt_in, &ch, now, &actor)).await
     }
 
     async fn get_citizen(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Citizen>> {
@@ -621,7 +650,13 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<SetPayoffOutcome> {
         let cf = fiscal_code.clone();
-        self.write(move |c| ops::set_payoff(c, &cf, payoff, now)).await
+        let ev = audit::events::payoff_set(&cf, &payoff);
+        self.write(audited(
+            now,
+            move |c| ops::set_payoff(c, &cf, payoff, now),
+            move |o| matches!(o, SetPayoffOutcome::Updated(_)).then_some(ev),
+        ))
+        .await
     }
 
     async fn withdraw_citizen(
@@ -631,7 +666,35 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<WithdrawOutcome> {
         let (cf, ch) = (fiscal_code.clone(), channel.clone());
-        self.write(move |c| ops::withdraw_citizen(c, &cf, &ch, now)).await
+        self.write(audited(now, move |c| ops::withdraw_citizen(c, &cf, &ch, now), {
+            let (cf, ch) = (fiscal_code.clone(), channel.clone());
+            move |o| audit::events::withdrawn(&cf, ch.as_str(), o)
+        }))
+        .await
+    }
+
+    async fn erase_expired_citizens(
+        &self,
+        cutoff: OffsetDateTime,
+        include_enabled: bool,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let cutoff_us = ops::micros(cutoff);
+        while self.write(move |c| ops::purge_notifications(c, cutoff_us, PURGE_BATCH)).await? > 0 {}
+        let candidates = self.read(|c| ops::erasable_citizens(c, cutoff_us, include_enabled, limit))?;
+        let mut erased = 0;
+        for cf in candidates {
+            let actor = audit::current_actor();
+            erased += self
+                .write(move |c| {
+                    let Some(ev) = ops::erase_citizen(c, &cf, cutoff_us, include_enabled)? else { return Ok(0) };
+                    ops::record_audit(c, &actor, ops::micros(now), &ev)?;
+                    Ok(1)
+                })
+                .await?;
+        }
+        Ok(erased)
     }
 
     async fn enroll_instrument(
@@ -642,7 +705,13 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<EnrollInstrumentOutcome> {
         let (h, cf, ch) = (hpan.clone(), fiscal_code.clone(), channel.clone());
-        self.write(move |c| ops::enroll_instrument(c, &h, &cf, &ch, now)).await
+        let h2 = hpan.clone();
+        self.write(audited(
+            now,
+            move |c| ops::enroll_instrument(c, &h, &cf, &ch, now),
+            move |o| audit::events::instrument_enrolled(&h2, o),
+        ))
+        .await
     }
 
     async fn get_instrument(&self, hpan: &Hpan) -> StoreResult<Option<Instrument>> {
@@ -656,7 +725,13 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<DeleteInstrumentOutcome> {
         let (h, cf) = (hpan.clone(), fiscal_code.cloned());
-        self.write(move |c| ops::delete_instrument(c, &h, cf.as_ref(), now)).await
+        let (h2, cf2) = (hpan.clone(), fiscal_code.cloned());
+        self.write(audited(
+            now,
+            move |c| ops::delete_instrument(c, &h, cf.as_ref(), now),
+            move |o| audit::events::instrument_deleted(&h2, cf2.as_ref(), o),
+        ))
+        .await
     }
 
     async fn count_active_instruments(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<ChannelCount>> {
@@ -673,7 +748,8 @@ impl Store for SqliteStore {
 
     async fn upsert_award_period(&self, period: &AwardPeriod) -> StoreResult<()> {
         let p = period.clone();
-        self.write(move |c| ops::upsert_award_period(c, &p, true).map(|_| ())).await
+        let ev = audit::events::award_period_set(period);
+        self.write(audited_now(move |c| ops::upsert_award_period(c, &p, true).map(|_| ()), move |_| Some(ev))).await
     }
 
     async fn seed_award_periods(&self, periods: &[AwardPeriod]) -> StoreResult<u64> {
@@ -690,7 +766,8 @@ impl Store for SqliteStore {
 
     async fn insert_credential(&self, credential: &Credential) -> StoreResult<()> {
         let cr = credential.clone();
-        self.write(move |c| ops::insert_credential(c, &cr)).await
+        let ev = audit::events::credential_created(credential);
+        self.write(audited(credential.created_at, move |c| ops::insert_credential(c, &cr), move |_| Some(ev))).await
     }
 
     async fn find_credential_by_key_hash(&self, key_sha256: &str) -> StoreResult<Option<Credential>> {
@@ -702,12 +779,27 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
-        let id = id.to_owned();
-        self.write(move |c| ops::revoke_credential(c, &id, now)).await
+        let (id, id2) = (id.to_owned(), id.to_owned());
+        self.write(audited(
+            now,
+            move |c| ops::revoke_credential(c, &id, now),
+            move |r| audit::events::credential_revoked(&id2, *r),
+        ))
+        .await
+    }
+
+    async fn audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        self.read(|c| ops::audit_events(c, q))
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {
-        self.write(move |c| ops::begin_acquirer_file(c, &file, now)).await
+        let f2 = file.clone();
+        self.write(audited(
+            now,
+            move |c| ops::begin_acquirer_file(c, &file, now),
+            move |o| audit::events::acquirer_file_accepted(&f2, o),
+        ))
+        .await
     }
 
     async fn ingest_chunk(&self, file_id: i64, chunk: IngestChunk) -> StoreResult<ChunkOutcome> {
@@ -791,7 +883,7 @@ impl Store for SqliteStore {
 
     async fn import_enrollments(&self, batch: EnrollmentImport) -> StoreResult<ImportOutcome> {
         batch.check_size().map_err(StoreError::Other)?;
-        self.write(move |c| ops::import_enrollments(c, &batch)).await
+        self.write(audited_now(move |c| ops::import_enrollments(c, &batch), audit::events::enrollments_imported)).await
     }
 
     async fn import_period_totals(

@@ -71,11 +71,19 @@ pub fn enroll_citizen(
     requested: Option<OptInStatus>,
     channel: &Channel,
     now: OffsetDateTime,
+    actor: &str,
 ) -> rusqlite::Result<Citizen> {
     let existing = get_citizen(c, cf)?;
     let state = existing.as_ref().map(|e| enrollment::CitizenState { enabled: e.enabled, opt_in: e.opt_in_status });
     let now_us = micros(now);
-    match enrollment::decide_citizen_enroll(state, requested) {
+    let decision = enrollment::decide_citizen_enroll(state, requested);
+    let change = match decision {
+        enrollment::CitizenEnrollDecision::Create { .. } => "created",
+        enrollment::CitizenEnrollDecision::Reenable => "re-enabled",
+        enrollment::CitizenEnrollDecision::SetOptIn(_) => "opt-in",
+        enrollment::CitizenEnrollDecision::Unchanged => "",
+    };
+    match decision {
         enrollment::CitizenEnrollDecision::Create { opt_in } => {
             c.prepare_cached(
                 "INSERT INTO citizen (fiscal_code, enabled, timestamp_tc, opt_in_status, channel, created_at, updated_at) \
@@ -95,7 +103,57 @@ pub fn enroll_citizen(
         }
         enrollment::CitizenEnrollDecision::Unchanged => return Ok(existing.expect("unchanged implies existing")),
     }
-    get_citizen(c, cf)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    let after = get_citizen(c, cf)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let ev = audit::events::citizen_enrolled(cf, change, channel.as_str(), after.opt_in_status.as_str());
+    record_audit(c, actor, now_us, &ev)?;
+    Ok(after)
+}
+
+/// Append an event to the audit trail (in the caller's transaction).
+pub fn record_audit(c: &Connection, actor: &str, now_us: i64, ev: &NewAuditEvent) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT INTO audit_event (at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![now_us, actor, ev.action.as_str(), ev.subject, ev.detail])?;
+    Ok(())
+}
+
+pub fn audit_events(c: &Connection, q: &AuditQuery) -> rusqlite::Result<Vec<AuditEvent>> {
+    let mut sql = String::from("SELECT id, at, actor, action, subject, detail FROM audit_event WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut push = |cond: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+    };
+    if let Some(v) = &q.subject {
+        push("subject =", v.clone().into());
+    }
+    if let Some(v) = &q.actor {
+        push("actor =", v.clone().into());
+    }
+    if let Some(v) = &q.action {
+        push("action =", v.clone().into());
+    }
+    if let Some(v) = q.since {
+        push("at >=", micros(v).into());
+    }
+    if let Some(v) = q.until {
+        push("at <", micros(v).into());
+    }
+    if let Some(v) = q.before_id {
+        push("id <", v.into());
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.min(audit::AUDIT_QUERY_MAX)));
+    let mut st = c.prepare(&sql)?;
+    st.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok(AuditEvent {
+            id: r.get(0)?,
+            at: from_micros(r.get(1)?)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            subject: r.get(4)?,
+            detail: r.get(5)?,
+        })
+    })?
+    .collect()
 }
 
 pub fn set_payoff(
@@ -128,6 +186,76 @@ pub fn set_payoff(
         micros(now)
     ])?;
     Ok(SetPayoffOutcome::Updated(Box::new(get_citizen(c, cf)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)))
+}
+
+/// Delete at most `batch` notifications created before the cutoff (the outbox is transient:
+/// delivered or not, a notice older than the retention period is gone). Returns how many.
+pub fn purge_notifications(c: &Connection, cutoff_us: i64, batch: u32) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "DELETE FROM notification WHERE notification_id IN \
+         (SELECT notification_id FROM notification WHERE created_at < ?1 ORDER BY notification_id LIMIT ?2)",
+    )?
+    .execute(params![cutoff_us, batch])
+}
+
+/// Citizens whose retention is over (see `Store::erase_expired_citizens`).
+pub fn erasable_citizens(
+    c: &Connection,
+    cutoff_us: i64,
+    include_enabled: bool,
+    limit: u32,
+) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached(&format!(
+        "SELECT fiscal_code FROM citizen c WHERE ((enabled = 0 AND cancellation < ?1) OR (?2 AND updated_at < ?1)) AND {ERASABLE} \
+         ORDER BY fiscal_code LIMIT ?3"
+    ))?
+    .query_map(params![cutoff_us, include_enabled, limit], |r| r.get(0))?
+    .collect()
+}
+
+/// No payment still open, no open complaint (`c` is the citizen row).
+const ERASABLE: &str = "NOT EXISTS (SELECT 1 FROM award a WHERE a.fiscal_code = c.fiscal_code AND a.status IN ('NEW', 'SENT', 'FAILED')) \
+     AND NOT EXISTS (SELECT 1 FROM complaint k WHERE k.fiscal_code = c.fiscal_code AND k.status = 'OPEN')";
+
+/// Erase one citizen (see `cashback_store::ERASURE`) if still erasable; returns the audit event.
+pub fn erase_citizen(
+    c: &Connection,
+    cf: &str,
+    cutoff_us: i64,
+    include_enabled: bool,
+) -> rusqlite::Result<Option<NewAuditEvent>> {
+    let still: bool = c.query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM citizen c WHERE fiscal_code = ?1 \
+             AND ((enabled = 0 AND cancellation < ?2) OR (?3 AND updated_at < ?2)) AND {ERASABLE})"
+        ),
+        params![cf, cutoff_us, include_enabled],
+        |r| r.get(0),
+    )?;
+    if !still {
+        return Ok(None);
+    }
+    let del = |sql: &str| c.prepare_cached(sql)?.execute([cf]);
+    let instruments = del("DELETE FROM payment_instrument WHERE fiscal_code = ?1")?;
+    del("DELETE FROM instrument_window WHERE fiscal_code = ?1")?; // index from migration 0008
+    del("DELETE FROM acquirer_transaction_citizen WHERE fiscal_code = ?1")?;
+    let transactions = c
+        .prepare_cached(
+            "UPDATE acquirer_transaction SET fiscal_code = NULL, ineligible = 'CITIZEN_NOT_ENABLED' \
+             WHERE fiscal_code = ?1 AND ineligible IS NULL",
+        )?
+        .execute([cf])?;
+    del("DELETE FROM citizen_period WHERE fiscal_code = ?1")?;
+    let awards = del("DELETE FROM award WHERE fiscal_code = ?1")?;
+    let complaints = del("DELETE FROM complaint WHERE fiscal_code = ?1")?;
+    del("DELETE FROM citizen WHERE fiscal_code = ?1")?;
+    Ok(Some(audit::events::citizen_erased(
+        cf,
+        instruments as u64,
+        transactions as u64,
+        awards as u64,
+        complaints as u64,
+    )))
 }
 
 pub fn withdraw_citizen(

@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 
 pub mod acquirer;
 pub use acquirer::*;
+pub mod audit;
+pub use audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub mod close;
 pub use close::*;
 pub mod console;
@@ -25,6 +27,15 @@ pub use scoring::{ComputedTotals, PeriodRow, PeriodTotals, ScoringRow, StandingU
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
+
+/// What erasing a citizen does (both backends): the citizen row (fiscal code, IBAN, holder
+/// names), the instruments and their activation windows, the period totals, the awards, the
+/// complaints and the notifications are deleted; the citizen's acquirer transactions stay (they
+/// are the acquirers' files' rows) but lose the fiscal code and are marked
+/// `CITIZEN_NOT_ENABLED`, so nothing links them to a person any more (the hpan's owner is gone
+/// with the instruments). The audit trail keeps its events and gains `citizen.erased`.
+pub const ERASURE: &str = "citizen, instruments, windows, period totals, awards, complaints, notifications deleted; \
+transactions unlinked";
 
 /// A storage failure. Business outcomes (409, 403, …) are *not* errors: they are variants of
 /// each method's outcome type.
@@ -231,6 +242,19 @@ pub trait Store: CloseStore + ConsoleStore + Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<WithdrawOutcome>;
 
+    /// Erase the personal data of at most `limit` citizens whose retention period is over:
+    /// withdrawn before `cutoff` or, with `include_enabled` (the programme is over), last
+    /// changed before `cutoff`; never one with a payment still open (an award `NEW`, `SENT` or
+    /// `FAILED`) or an open complaint. See [`ERASURE`] for what is erased. One transaction per
+    /// citizen, recorded as `citizen.erased`. Returns how many were erased.
+    async fn erase_expired_citizens(
+        &self,
+        cutoff: OffsetDateTime,
+        include_enabled: bool,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64>;
+
     // ---- instruments ----
     async fn enroll_instrument(
         &self,
@@ -269,6 +293,11 @@ pub trait Store: CloseStore + ConsoleStore + Send + Sync + 'static {
     async fn list_credentials(&self) -> StoreResult<Vec<Credential>>;
     /// Returns false if no such active credential.
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
+
+    // ---- audit trail (see [`audit`]) ----
+    /// Recorded events matching `q`, newest first, at most `q.limit` (capped at
+    /// [`audit::AUDIT_QUERY_MAX`]).
+    async fn audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
 
     // ---- acquirer files and transactions ----
     /// Register a file before ingesting it (idempotency by name). A file that failed at file

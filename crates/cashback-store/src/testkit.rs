@@ -1045,6 +1045,203 @@ pub async fn period_close_lifecycle(store: Arc<dyn Store>) {
     store.finish_job("awards:1", "ok", now + secs(32 * 60)).await.unwrap();
     assert!(store.job_done("awards:1").await.unwrap());
     assert!(!store.claim_job("awards:1", stale, now + secs(999 * 60)).await.unwrap());
+
+    // The audit trail holds one event per change of the close, payouts, outcome files and
+    // complaints, none for the repeats.
+    let count = |action: &'static str| {
+        let store = store.clone();
+        async move {
+            let q = AuditQuery { action: Some(action.to_owned()), limit: 1000, ..Default::default() };
+            store.audit_events(&q).await.unwrap().len()
+        }
+    };
+    assert_eq!(count("period.closed").await, 1);
+    assert_eq!(count("payout.file_written").await, 1);
+    assert_eq!(count("payout.outcomes_applied").await, 3, "OUT.1, OUT.2, OUT.3; not the repeat nor the conflict");
+    assert_eq!(count("payout.integrations_applied").await, 2);
+    assert_eq!(count("complaint.filed").await, 2);
+    assert!(count("payout.prepared").await >= 1);
+    let closed = store
+        .audit_events(&AuditQuery { subject: Some("period:1".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    let closed: Vec<_> = closed.iter().filter(|e| e.action == "period.closed").collect();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].actor, audit::SYSTEM, "no request scope: a job");
+    let detail: serde_json::Value = serde_json::from_str(&closed[0].detail).unwrap();
+    assert_eq!(detail["awards"], 2, "{detail}");
+}
+
+/// Erasure after the retention period: only citizens past it, with nothing open; everything
+/// personal goes, the transactions stay unlinked, the trail records it; running again does nothing.
+pub async fn erasure_after_retention(store: Arc<dyn Store>) {
+    let period = cashback_domain::period::default_programme()[1].clone();
+    store.upsert_award_period(&period).await.unwrap();
+    let t = datetime!(2021-01-10 10:00 UTC);
+    let (a, b, c) = (fiscal_code(400), fiscal_code(401), fiscal_code(402));
+    for (i, cf) in [&a, &b, &c].into_iter().enumerate() {
+        store.enroll_citizen(cf, None, &io(), t).await.unwrap();
+        store.set_payoff(cf, payoff("IT60X0542811101000000123456"), t).await.unwrap();
+        store.enroll_instrument(&hpan(400 + i as u64), cf, &io(), t).await.unwrap();
+    }
+    let owners = [a.clone(), b.clone(), c.clone()];
+    let rows = (0..3u64).map(|i| stored_trx(400 + i, 400 + i, Some((&owners[i as usize], 1)), t + secs(60))).collect();
+    ingest_file(&store, "CSTAR.12345.TRNLOG.20210111.010000.001.csv", rows, t + secs(3600)).await;
+    let filed =
+        store.file_complaint(&b, 1, ComplaintKind::MissingTransaction, "where is it", t + secs(7200)).await.unwrap();
+    assert!(matches!(filed, FileComplaintOutcome::Created(_)));
+    store
+        .enqueue_notifications(
+            vec![NewNotification { key: "k:a".into(), fiscal_code: a.as_str().into(), payload: "hi".into() }],
+            t,
+        )
+        .await
+        .unwrap();
+    let withdrawn = t + secs(86_400);
+    store.withdraw_citizen(&a, &io(), withdrawn).await.unwrap();
+    store.withdraw_citizen(&b, &io(), withdrawn).await.unwrap();
+    let now = datetime!(2031-06-01 00:00 UTC);
+
+    // Before the cutoff: nothing.
+    assert_eq!(store.erase_expired_citizens(withdrawn, false, 100, now).await.unwrap(), 0);
+    // After: A only (B has an open complaint, C is enabled).
+    let cutoff = withdrawn + secs(1);
+    assert_eq!(store.erase_expired_citizens(cutoff, false, 100, now).await.unwrap(), 1);
+    assert_eq!(store.get_citizen(&a).await.unwrap(), None);
+    assert_eq!(store.get_instrument(&hpan(400)).await.unwrap(), None);
+    assert!(store.instrument_history(&hpan(400)).await.unwrap().is_empty());
+    assert!(store.citizen_transactions(&a).await.unwrap().is_empty());
+    assert!(store.citizen_period_totals(&a).await.unwrap().is_empty());
+    assert!(store.citizen_awards(&a).await.unwrap().is_empty());
+    let unlinked = store.instrument_transactions(&hpan(400)).await.unwrap();
+    assert_eq!(unlinked.len(), 1, "the acquirer's row stays");
+    assert_eq!(unlinked[0].fiscal_code, None, "but names no one");
+    assert_eq!(unlinked[0].ineligible, Some(Ineligible::CitizenNotEnabled));
+    assert_eq!(store.outbox_counts().await.unwrap().pending, 0, "old notices purged");
+    assert!(store.get_citizen(&b).await.unwrap().is_some(), "open complaint: kept");
+    assert_eq!(store.citizen_transactions(&c).await.unwrap().len(), 1, "others untouched");
+    let ev = store
+        .audit_events(&AuditQuery { subject: Some(a.as_str().into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(ev[0].action, "citizen.erased");
+    assert_eq!(store.erase_expired_citizens(cutoff, false, 100, now).await.unwrap(), 0, "once");
+    // The programme is over: enabled citizens too (C), still not B.
+    assert_eq!(store.erase_expired_citizens(now, true, 100, now).await.unwrap(), 1);
+    assert_eq!(store.get_citizen(&c).await.unwrap(), None);
+    assert!(store.get_citizen(&b).await.unwrap().is_some());
+}
+
+/// Every change is in the audit trail with who, when and what, once; repeats add nothing;
+/// queries filter and page; no full IBAN is recorded.
+pub async fn audit_trail(store: Arc<dyn Store>) {
+    let (a, b) = (fiscal_code(300), fiscal_code(301));
+    let (h1, h2) = (hpan(300), hpan(301));
+    let t = t0();
+    let bank_x = bank("bank-x");
+    audit::with_actor("issuer:bank-x".into(), async {
+        store.enroll_citizen(&a, None, &bank_x, t).await.unwrap();
+        store.enroll_citizen(&a, None, &bank_x, t + secs(1)).await.unwrap();
+        store.set_payoff(&a, payoff("IT60X0542811101000000123456"), t + secs(2)).await.unwrap();
+        store.enroll_instrument(&h1, &a, &bank_x, t + secs(3)).await.unwrap();
+        store.enroll_instrument(&h1, &a, &bank_x, t + secs(4)).await.unwrap();
+        store.delete_instrument(&h1, Some(&a), t + secs(5)).await.unwrap();
+        store.delete_instrument(&h1, Some(&a), t + secs(6)).await.unwrap();
+    })
+    .await;
+    audit::with_actor(format!("citizen:{}", b.as_str()), async {
+        store.enroll_citizen(&b, None, &io(), t + secs(7)).await.unwrap();
+        store.enroll_instrument(&h2, &b, &io(), t + secs(8)).await.unwrap();
+        assert_eq!(
+            store.enroll_instrument(&h2, &a, &io(), t + secs(9)).await.unwrap(),
+            EnrollInstrumentOutcome::OwnedByOther
+        );
+        store.withdraw_citizen(&b, &io(), t + secs(10)).await.unwrap();
+        store.withdraw_citizen(&b, &io(), t + secs(11)).await.unwrap();
+    })
+    .await;
+    // Outside any scope: the system.
+    let cred = Credential {
+        id: "op-1".into(),
+        kind: CredentialKind::Operator,
+        scope: "ops".into(),
+        key_sha256: "ab".repeat(32),
+        created_at: t + secs(12),
+        revoked_at: None,
+    };
+    store.insert_credential(&cred).await.unwrap();
+    assert!(store.revoke_credential("op-1", t + secs(13)).await.unwrap());
+    assert!(!store.revoke_credential("op-1", t + secs(14)).await.unwrap());
+
+    let all = store.audit_events(&AuditQuery { limit: 1000, ..Default::default() }).await.unwrap();
+    let seen: Vec<(&str, &str, &str)> =
+        all.iter().rev().map(|e| (e.actor.as_str(), e.action.as_str(), e.subject.as_str())).collect();
+    let (h1s, h2s) = (h1.to_string(), h2.to_string());
+    let ca = format!("citizen:{}", b.as_str());
+    assert_eq!(
+        seen,
+        vec![
+            ("issuer:bank-x", "citizen.enrolled", a.as_str()),
+            ("issuer:bank-x", "citizen.payoff_set", a.as_str()),
+            ("issuer:bank-x", "instrument.enrolled", h1s.as_str()),
+            ("issuer:bank-x", "instrument.deleted", h1s.as_str()),
+            (ca.as_str(), "citizen.enrolled", b.as_str()),
+            (ca.as_str(), "instrument.enrolled", h2s.as_str()),
+            (ca.as_str(), "citizen.withdrawn", b.as_str()),
+            ("system", "credential.created", "credential:op-1"),
+            ("system", "credential.revoked", "credential:op-1"),
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    // When: the change's time; what: its detail.
+    let payoff_ev = all.iter().find(|e| e.action == "citizen.payoff_set").unwrap();
+    assert_eq!(payoff_ev.at, t + secs(2));
+    assert!(payoff_ev.detail.contains("IT60…3456"), "{}", payoff_ev.detail);
+    assert!(all.iter().all(|e| !e.detail.contains("0542811101000000123456")), "no full IBAN");
+    let enrolled = all.iter().find(|e| e.subject == a.as_str() && e.action == "citizen.enrolled").unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&enrolled.detail).unwrap();
+    assert_eq!((detail["change"].as_str(), detail["channel"].as_str()), (Some("created"), Some("bank-x")));
+
+    // Filters, combined; paging backwards; time window.
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery { limit: 1000, ..Default::default() };
+        f(&mut q);
+        q
+    };
+    let by_subject = store.audit_events(&q(|q| q.subject = Some(fiscal_code(300).as_str().into()))).await.unwrap();
+    assert_eq!(
+        by_subject.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["citizen.payoff_set", "citizen.enrolled"]
+    );
+    let by_actor = store.audit_events(&q(|q| q.actor = Some("issuer:bank-x".into()))).await.unwrap();
+    assert_eq!(by_actor.len(), 4);
+    let both = store
+        .audit_events(&q(|q| {
+            q.actor = Some("issuer:bank-x".into());
+            q.action = Some("instrument.deleted".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 1);
+    let page1 = store.audit_events(&AuditQuery { limit: 4, ..Default::default() }).await.unwrap();
+    let page2 = store
+        .audit_events(&AuditQuery { limit: 100, before_id: Some(page1[3].id), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), all.len());
+    assert_eq!(page2[0].id, all[4].id);
+    let window = store
+        .audit_events(&AuditQuery {
+            since: Some(t + secs(3)),
+            until: Some(t + secs(8)),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 3, "instrument enrolled and deleted at +3 s and +5 s, citizen at +7 s");
+    let capped = store.audit_events(&AuditQuery { limit: 1_000_000, ..Default::default() }).await.unwrap();
+    assert_eq!(capped.len(), all.len());
 }
 
 /// Period totals imported in bulk (migration, benchmark seeding): created for known citizens
@@ -1308,7 +1505,9 @@ macro_rules! contract_tests {
             scoring_follows_files,
             period_close_lifecycle,
             period_totals_import,
-            console_views
+            console_views,
+            audit_trail,
+            erasure_after_retention
         );
     };
     (@each $make:expr; $($name:ident),*) => {

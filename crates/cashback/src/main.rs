@@ -15,6 +15,7 @@ mod period;
 mod serve;
 mod simulate;
 
+use cashback_store::audit::with_actor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -97,19 +98,26 @@ enum Command {
     Simulate(simulate::SimulateArgs),
 }
 
+/// The audit trail's actor for changes made from the command line: `cli:<login>`.
+fn cli_actor() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let user: String = user.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(64).collect();
+    if user.is_empty() { "cli".to_owned() } else { format!("cli:{user}") }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
         Command::Migrate(db) => runtime.block_on(serve::migrate(db)),
-        Command::Admin { db, command } => runtime.block_on(serve::admin(db, command)),
+        Command::Admin { db, command } => runtime.block_on(with_actor(cli_actor(), serve::admin(db, command))),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Loadtest(args) => runtime.block_on(loadtest::run(args)),
-        Command::Ingest(args) => runtime.block_on(ingest::run(args)),
+        Command::Ingest(args) => runtime.block_on(with_actor(cli_actor(), ingest::run(args))),
         Command::BenchIngest(args) => runtime.block_on(bench_ingest::run(args)),
         Command::Acquirer(args) => runtime.block_on(acquirer_tool::run(args)),
-        Command::Period(args) => runtime.block_on(period::run(args)),
+        Command::Period(args) => runtime.block_on(with_actor(cli_actor(), period::run(args))),
         Command::BenchClose(args) => runtime.block_on(bench_close::run(args)),
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Simulate(args) => runtime.block_on(simulate::run(args)),

@@ -371,6 +371,36 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
+    /// Print the audit trail (JSON lines, newest first), filtered by subject, actor, action and
+    /// time.
+    Audit {
+        /// A fiscal code, an hpan, period:ID, credential:ID, complaint:ID, …
+        #[arg(long)]
+        subject: Option<String>,
+        /// citizen:CF, issuer:ID, operator:ID, cli:USER, system, …
+        #[arg(long)]
+        actor: Option<String>,
+        /// e.g. instrument.enrolled
+        #[arg(long)]
+        action: Option<String>,
+        /// RFC 3339, inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// Events printed (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+fn parse_time(field: &str, s: Option<&str>) -> anyhow::Result<Option<OffsetDateTime>> {
+    s.map(|v| {
+        OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+            .with_context(|| format!("{field}: expected an RFC 3339 time, e.g. 2021-01-31T23:00:00Z"))
+    })
+    .transpose()
 }
 
 fn parse_date(field: &str, s: &str) -> anyhow::Result<time::Date> {
@@ -514,6 +544,30 @@ async fn run_admin(
             board.catch_up(store.as_ref()).await?;
             let view = cashback_api::ranking::operator_view(&board, &p, top);
             println!("{}", serde_json::to_string_pretty(&view)?);
+        }
+        AdminCommand::Audit { subject, actor, action, since, until, limit } => {
+            use cashback_store::audit::{AUDIT_QUERY_MAX, AuditAction, AuditQuery};
+            if let Some(a) = &action
+                && AuditAction::parse(a).is_none()
+            {
+                let known: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+                bail!("action: must be one of {}", known.join(", "));
+            }
+            if !(1..=AUDIT_QUERY_MAX).contains(&limit) {
+                bail!("limit: from 1 to {AUDIT_QUERY_MAX}");
+            }
+            let q = AuditQuery {
+                since: parse_time("since", since.as_deref())?,
+                until: parse_time("until", until.as_deref())?,
+                subject,
+                actor,
+                action,
+                before_id: None,
+                limit,
+            };
+            for e in store.audit_events(&q).await? {
+                println!("{}", serde_json::to_string(&cashback_api::audit::AuditEventView::from(e))?);
+            }
         }
     }
     Ok(())

@@ -359,6 +359,7 @@ fn matrix(c: &Ctx) -> Vec<Row> {
         row(M::GET, "/bpd/ops/files", "/bpd/ops/files", &[], None, ops),
         row(M::GET, "/bpd/ops/files/{name}", format!("/bpd/ops/files/{file1}"), &[], None, ops),
         row(M::GET, "/bpd/ops/payout-files", "/bpd/ops/payout-files", &[], None, ops),
+        row(M::GET, "/bpd/ops/audit", "/bpd/ops/audit", &[], None, ops),
         // An issuer enrols the cards of its own customers (here B's, so that A stays X's only).
         row(
             M::PUT,
@@ -623,6 +624,23 @@ async fn scenario(backend: Backend) {
     let salt = srv.hb(Method::GET, "/rtd/payment-instrument-manager/salt", &who.a2, None).await;
     assert_eq!(salt.status, 200);
     assert_eq!(salt.body.trim(), common::DEV_SALT);
+
+    // The audit trail names the authenticated principal of each change: the issuers' writes are
+    // theirs, a citizen's writes are about that citizen only.
+    let audit = srv.hb(Method::GET, "/bpd/ops/audit?limit=1000", &who.op, None).await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&audit.body).unwrap();
+    let actors: BTreeSet<&str> = events.iter().filter_map(|e| e["actor"].as_str()).collect();
+    let x = format!("issuer:{}", who.x.id);
+    assert!(actors.contains(x.as_str()), "{x} missing from {actors:?}");
+    let citizen_events: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("citizen:"))).collect();
+    assert!(!citizen_events.is_empty(), "no change made by a citizen in {actors:?}");
+    for e in citizen_events {
+        let cf = &e["actor"].as_str().unwrap()["citizen:".len()..];
+        let about = e["subject"].as_str() == Some(cf) || e["detail"]["fiscalCode"].as_str() == Some(cf);
+        assert!(about, "a citizen's change about someone else: {e}");
+    }
     drop(srv);
     db.cleanup().await;
 }
