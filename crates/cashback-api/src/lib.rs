@@ -16,6 +16,7 @@ pub mod hb;
 pub mod iban_check;
 pub mod io;
 pub mod ops;
+pub mod privacy;
 pub mod ranking;
 pub mod rate;
 pub mod rtd;
@@ -58,7 +59,8 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         ops::award_periods, ops::period_ranking, close::io_awards, close::io_complaints, close::io_file_complaint, close::ops_complaints,
         close::ops_decide_complaint, close::ops_close_summary, close::ops_outbox,
         console_api::io_instruments, console_api::ops_stats, console_api::ops_files, console_api::ops_file,
-        console_api::ops_ranking_history, console_api::ops_payout_files, audit::ops_audit
+        console_api::ops_ranking_history, console_api::ops_payout_files, audit::ops_audit,
+        privacy::io_export, privacy::ops_export
     ),
     modifiers(&SecuritySchemes),
     tags((name = "io", description = "Citizen app (Bearer token)"), (name = "hb", description = "Issuers (Ocp-Apim-Subscription-Key)"),
@@ -162,6 +164,7 @@ pub fn router(state: SharedState) -> Router {
             get(io::get_citizen_v2).put(io::put_citizen_v2).delete(io::delete_citizen).patch(io::patch_citizen),
         )
         .route("/bpd/io/payment-instruments", get(console_api::io_instruments))
+        .route("/bpd/io/citizen/export", get(privacy::io_export))
         .route("/bpd/io/payment-instruments/number", get(io::count_instruments))
         .route("/bpd/io/payment-instruments/number/", get(io::count_instruments))
         .route(
@@ -209,6 +212,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/bpd/ops/files/{name}", get(console_api::ops_file))
         .route("/bpd/ops/payout-files", get(console_api::ops_payout_files))
         .route("/bpd/ops/audit", get(audit::ops_audit))
+        .route("/bpd/ops/citizens/{fiscalCode}/export", get(privacy::ops_export))
         .route("/bpd/io/awards", get(close::io_awards))
         .route("/bpd/io/complaints", get(close::io_complaints).post(close::io_file_complaint))
         // Payment Manager

@@ -154,6 +154,20 @@ pub fn complaint_open_on(period: &AwardPeriod, today: Date) -> bool {
     today >= complaint_opens(period) && today <= complaint_deadline(period)
 }
 
+/// Default retention of a citizen's personal data: 10 years, the time Italian law keeps
+/// accounting records (art. 2220 of the civil code); an award is a payment.
+pub const RETENTION_DAYS_DEFAULT: u32 = 3650;
+
+/// The erasure rule (`docs/security.md`, "Privacy"): the data of a citizen who withdrew before
+/// the returned day is erased; when the flag is true (the complaint window of every award period
+/// closed before that day: the programme is over for everyone), so is the data of every citizen
+/// not changed since. `today`: the civil date of the run.
+pub fn erasure_cutoff(periods: &[AwardPeriod], today: Date, retention_days: u32) -> (Date, bool) {
+    let cutoff = today.checked_sub(Duration::days(i64::from(retention_days))).unwrap_or(Date::MIN);
+    let over = !periods.is_empty() && periods.iter().all(|p| complaint_deadline(p) < cutoff);
+    (cutoff, over)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +251,19 @@ mod tests {
             assert_eq!(Typology::parse(t).unwrap().code(), t);
         }
         assert_eq!(Typology::parse("04"), None);
+    }
+
+    #[test]
+    fn erasure_waits_for_the_retention_and_the_last_complaint_window() {
+        let periods = default_programme();
+        let last_deadline = periods.iter().map(complaint_deadline).max().unwrap();
+        let day = |d: Date, n: i64| d.checked_add(Duration::days(n)).unwrap();
+        // Ten years after the last complaint deadline (plus one day): everyone.
+        let (cutoff, over) = erasure_cutoff(&periods, day(last_deadline, 3651), 3650);
+        assert_eq!((cutoff, over), (day(last_deadline, 1), true));
+        // On the last day of the retention: withdrawn citizens only.
+        let (cutoff, over) = erasure_cutoff(&periods, day(last_deadline, 3650), 3650);
+        assert_eq!((cutoff, over), (last_deadline, false));
+        assert!(!erasure_cutoff(&[], day(last_deadline, 9999), 1).1, "no periods: the programme never ran");
     }
 }

@@ -42,6 +42,23 @@ pub struct FileConfig {
     pub scheduler: SchedulerConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// Personal data retention (`docs/security.md`, "Privacy").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Days a withdrawn citizen's data is kept (and everyone's after the last period's complaint
+    /// window); the scheduler erases it once a day after that. Default 3650 (10 years).
+    pub retention_days: u32,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self { retention_days: cashback_domain::award::RETENTION_DAYS_DEFAULT }
+    }
 }
 
 impl FileConfig {

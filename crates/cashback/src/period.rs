@@ -546,9 +546,19 @@ where
 /// store). The day after a period ends: "period over" to enrolled citizens. On the close day:
 /// awards. Every day from the first close on: a payout run (late IBANs, re-issues,
 /// corrections). A failed step is left unfinished and taken over after [`JOB_STALE_AFTER`].
-pub async fn scheduler_tick(store: &Arc<dyn Store>, cfg: &PayoutConfig, now: OffsetDateTime) -> anyhow::Result<()> {
+pub async fn scheduler_tick(
+    store: &Arc<dyn Store>,
+    cfg: &PayoutConfig,
+    retention_days: u32,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
     let today = rome_date(now);
     let periods = store.list_award_periods().await?;
+    once(store, &format!("erase:{today}"), now, || async {
+        let n = erase_expired(store, &periods, retention_days, now).await?;
+        Ok(format!("{n} citizens erased"))
+    })
+    .await?;
     let mut any_closed = false;
     for p in &periods {
         if today > p.end {
@@ -588,10 +598,31 @@ pub async fn scheduler_tick(store: &Arc<dyn Store>, cfg: &PayoutConfig, now: Off
     Ok(())
 }
 
-/// The `serve` scheduler loop.
-pub async fn run_scheduler(store: Arc<dyn Store>, cfg: PayoutConfig, tick: Duration) {
+/// Erase the personal data whose retention is over (`cashback_domain::award::erasure_cutoff`),
+/// in batches; returns how many citizens were erased.
+pub async fn erase_expired(
+    store: &Arc<dyn Store>,
+    periods: &[AwardPeriod],
+    retention_days: u32,
+    now: OffsetDateTime,
+) -> anyhow::Result<u64> {
+    const BATCH: u32 = 1_000;
+    let (cutoff, programme_over) = cashback_domain::award::erasure_cutoff(periods, rome_date(now), retention_days);
+    let cutoff = cutoff.midnight().assume_offset(rome_offset(now));
+    let mut total = 0;
     loop {
-        if let Err(e) = scheduler_tick(&store, &cfg, OffsetDateTime::now_utc()).await {
+        let n = store.erase_expired_citizens(cutoff, programme_over, BATCH, now).await?;
+        total += n;
+        if n < u64::from(BATCH) {
+            return Ok(total);
+        }
+    }
+}
+
+/// The `serve` scheduler loop.
+pub async fn run_scheduler(store: Arc<dyn Store>, cfg: PayoutConfig, retention_days: u32, tick: Duration) {
+    loop {
+        if let Err(e) = scheduler_tick(&store, &cfg, retention_days, OffsetDateTime::now_utc()).await {
             tracing::warn!(error = %e, "scheduler tick failed");
         }
         tokio::time::sleep(tick).await;

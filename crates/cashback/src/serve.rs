@@ -247,7 +247,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let sender = cashback_notify::build_sender(&ncfg).map_err(|e| anyhow::anyhow!("notifications.{e}"))?;
         tokio::spawn(crate::period::run_dispatcher(store.clone(), sender, ncfg));
         let tick = Duration::from_secs(cfg.scheduler.tick_secs.max(1));
-        tokio::spawn(crate::period::run_scheduler(store.clone(), cfg.payout.clone(), tick));
+        tokio::spawn(crate::period::run_scheduler(store.clone(), cfg.payout.clone(), cfg.privacy.retention_days, tick));
     }
     let app = cashback_api::router(state.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -392,6 +392,22 @@ pub enum AdminCommand {
         /// Events printed (at most 1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+    /// Print everything the platform holds about a citizen (JSON), to answer a data access
+    /// request.
+    CitizenExport {
+        #[arg(long)]
+        fiscal_code: String,
+    },
+    /// Erase the personal data whose retention period is over (`docs/security.md`, "Privacy");
+    /// `serve` does it once a day.
+    EraseExpired {
+        /// Days of retention (default: `privacy.retention_days` of the config, 3650).
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// The instant to act as (RFC 3339; default now).
+        #[arg(long)]
+        now: Option<String>,
     },
 }
 
@@ -544,6 +560,21 @@ async fn run_admin(
             board.catch_up(store.as_ref()).await?;
             let view = cashback_api::ranking::operator_view(&board, &p, top);
             println!("{}", serde_json::to_string_pretty(&view)?);
+        }
+        AdminCommand::CitizenExport { fiscal_code } => {
+            let cf =
+                cashback_domain::FiscalCode::parse(&fiscal_code).map_err(|e| anyhow::anyhow!("fiscal-code: {e}"))?;
+            let doc = cashback_api::privacy::citizen_export(store.as_ref(), &cf)
+                .await?
+                .with_context(|| format!("no citizen {}", cf.as_str()))?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        AdminCommand::EraseExpired { retention_days, now: at } => {
+            let now = parse_time("now", at.as_deref())?.unwrap_or(now);
+            let days = retention_days.unwrap_or(cfg.privacy.retention_days);
+            let periods = store.list_award_periods().await?;
+            let n = crate::period::erase_expired(store, &periods, days, now).await?;
+            println!("{}", serde_json::json!({ "erased": n, "retentionDays": days }));
         }
         AdminCommand::Audit { subject, actor, action, since, until, limit } => {
             use cashback_store::audit::{AUDIT_QUERY_MAX, AuditAction, AuditQuery};

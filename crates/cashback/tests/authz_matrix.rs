@@ -226,6 +226,7 @@ fn matrix(c: &Ctx) -> Vec<Row> {
             io,
         ),
         row(M::GET, "/bpd/io/awards", "/bpd/io/awards", &[], None, io),
+        row(M::GET, "/bpd/io/citizen/export", "/bpd/io/citizen/export", &[], None, io),
         row(M::GET, "/bpd/io/complaints", "/bpd/io/complaints", &[], None, io),
         row(
             M::POST,
@@ -360,6 +361,14 @@ fn matrix(c: &Ctx) -> Vec<Row> {
         row(M::GET, "/bpd/ops/files/{name}", format!("/bpd/ops/files/{file1}"), &[], None, ops),
         row(M::GET, "/bpd/ops/payout-files", "/bpd/ops/payout-files", &[], None, ops),
         row(M::GET, "/bpd/ops/audit", "/bpd/ops/audit", &[], None, ops),
+        row(
+            M::GET,
+            "/bpd/ops/citizens/{fiscalCode}/export",
+            format!("/bpd/ops/citizens/{cf_a}/export"),
+            &[],
+            None,
+            ops,
+        ),
         // An issuer enrols the cards of its own customers (here B's, so that A stays X's only).
         row(
             M::PUT,
@@ -641,6 +650,15 @@ async fn scenario(backend: Backend) {
         let about = e["subject"].as_str() == Some(cf) || e["detail"]["fiscalCode"].as_str() == Some(cf);
         assert!(about, "a citizen's change about someone else: {e}");
     }
+
+    // A citizen's export holds that citizen's data only.
+    let export =
+        send_as(&srv, &who, Role::CitizenA, &row(Method::GET, "", "/bpd/io/citizen/export", &[], None, [A; 9])).await;
+    assert_eq!(export.status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&export.body).unwrap();
+    assert_eq!(doc["citizen"]["fiscalCode"].as_str(), Some(ctx.cf_a.as_str()));
+    assert!(doc["instruments"].as_array().unwrap().iter().all(|i| i["hpan"].as_str() != Some(ctx.hpan_b.as_str())));
+    assert!(!export.body.contains(&ctx.cf_b), "another citizen's fiscal code in A's export");
     drop(srv);
     db.cleanup().await;
 }
