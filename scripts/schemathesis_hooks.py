@@ -82,3 +82,44 @@ schemathesis.openapi.format("pan", pans())
 schemathesis.openapi.format("iban", ibans())
 schemathesis.openapi.format("account-holder", st.one_of(fiscal_codes(), st.text(DIGITS, min_size=11, max_size=11)))
 schemathesis.openapi.format("acquirer-file-name", file_names())
+
+
+# ---- uploads: a real SAS, so that generated files reach the ingestion ----
+
+_UPLOAD = "/pagopastorage/{container}/{file}"
+_sas_cache = {}
+
+
+def _sas():
+    """The acquirer pass's SAS (`CB_API_KEY`, `CB_BASE_URL`), asked once."""
+    import json
+    import os
+    import urllib.request
+
+    key, base = os.environ.get("CB_API_KEY", ""), os.environ.get("CB_BASE_URL", "")
+    if not key or key == "-" or not base:
+        return None
+    if key not in _sas_cache:
+        req = urllib.request.Request(
+            base + "/rtd/csv-transaction/rtd/sas", method="POST", headers={"Ocp-Apim-Subscription-Key": key}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            _sas_cache[key] = json.load(resp)
+    return _sas_cache[key]
+
+
+@schemathesis.hook
+def map_case(context, case):
+    """Positive upload cases go to this key's container with its SAS (negative ones keep what
+    was generated: the 403 answers are fuzzed there)."""
+    meta = case.meta
+    if case.operation.path != _UPLOAD or meta is None or not meta.generation.mode.is_positive:
+        return case
+    sas = _sas()
+    if sas is None:
+        return case
+    from urllib.parse import parse_qsl
+
+    case.path_parameters = {**(case.path_parameters or {}), "container": sas["authorizedContainer"]}
+    case.query = {**(case.query or {}), **dict(parse_qsl(sas["sas"]))}
+    return case

@@ -321,6 +321,10 @@ doc_schema!(
     )
 );
 doc_schema!(
+    /// The SAS scope served.
+    RtdScopeSchema => string_enum(&["rtd"])
+);
+doc_schema!(
     /// A calendar date.
     DateSchema => ObjectBuilder::new()
         .schema_type(Type::String)

@@ -501,7 +501,7 @@ pub async fn io_ranking_v1(
 
 /// A page of the caller's transactions in a period, grouped by day, newest first.
 #[utoipa::path(get, path = "/bpd/io/winning-transactions/v2", tag = "io", security(("bearer" = [])),
-    params(("awardPeriodId" = i64, Query), ("nextCursor" = Option<u32>, Query, description = "page index, default 0"),
+    params(("awardPeriodId" = i64, Query), ("nextCursor" = Option<u32>, Query, format = Int64, minimum = 0, maximum = 4294967295_u64, description = "page index, default 0"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "rows per page, default 20, at most 100"),
         ("hpan" = Option<String>, Query, pattern = "^[0-9a-f]{64}$", description = "only this card's transactions")),
     responses((status = 200, body = WinningTransactionPageResource), (status = 400, body = Problem), (status = 401, body = Problem),
