@@ -134,8 +134,12 @@ impl ComplaintView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewComplaint {
+    /// A period whose complaint window is open.
+    #[serde(deserialize_with = "crate::dto::integral")]
     pub award_period_id: i64,
+    #[schema(schema_with = crate::openapi::ComplaintKindSchema::schema)]
     pub kind: String,
+    #[schema(schema_with = crate::openapi::Text2000Schema::schema)]
     pub description: String,
 }
 
@@ -144,13 +148,13 @@ pub struct NewComplaint {
 pub struct DecisionBody {
     /// ACCEPT or REJECT.
     pub decision: String,
-    /// ACCEPT: the correction paid in the next payout file, euro-cents (> 0).
+    /// ACCEPT (required): the correction paid in the next payout file, euro-cents; REJECT: absent.
+    #[serde(default, deserialize_with = "crate::dto::integral_opt")]
     pub correction_cents: Option<i64>,
     pub note: Option<String>,
 }
 
-/// Longest operator note, in characters.
-const MAX_NOTE: usize = 2_000;
+use crate::openapi::NOTE_MAX as MAX_NOTE;
 
 /// The citizen's awards, all periods, oldest first.
 #[utoipa::path(get, path = "/bpd/io/awards", tag = "io", security(("bearer" = [])),
@@ -194,7 +198,7 @@ pub async fn io_file_complaint(
 /// Complaints for the operators' desk, oldest first (`status`: OPEN, ACCEPTED or REJECTED;
 /// `limit` at most 1000, default 100).
 #[utoipa::path(get, path = "/bpd/ops/complaints", tag = "ops", security(("apiKey" = [])),
-    params(("status" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    params(("status" = Option<crate::openapi::ComplaintStatusSchema>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000)),
     responses((status = 200, body = Vec<ComplaintView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn ops_complaints(
     State(st): State<SharedState>,
@@ -215,7 +219,7 @@ pub async fn ops_complaints(
 /// Decide a complaint: ACCEPT with a correction (paid in the next payout file) or REJECT. The
 /// same decision again answers 200 unchanged; a different one 409.
 #[utoipa::path(post, path = "/bpd/ops/complaints/{complaintId}/decision", tag = "ops", security(("apiKey" = [])),
-    params(("complaintId" = i64, Path)), request_body = DecisionBody,
+    params(("complaintId" = i64, Path)), request_body = inline(crate::openapi::DecisionBodySchema),
     responses((status = 200, body = ComplaintView), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn ops_decide_complaint(

@@ -299,8 +299,8 @@ fn stats_view(totals: &ProgrammeTotals, from: Date, to: Date, stored: &[DayStats
 /// range: figures may be up to a minute old. A first computation slower than the request timeout
 /// answers 503 but goes on, and a later request gets its result.
 #[utoipa::path(get, path = "/bpd/ops/stats", tag = "ops", security(("apiKey" = [])),
-    params(("from" = Option<String>, Query, description = "YYYY-MM-DD, first day (UTC)"),
-        ("to" = Option<String>, Query, description = "YYYY-MM-DD, last day (UTC), default today")),
+    params(("from" = Option<String>, Query, format = Date, description = "YYYY-MM-DD, first day (UTC); at most 366 days before `to`"),
+        ("to" = Option<String>, Query, format = Date, description = "YYYY-MM-DD, last day (UTC), default today")),
     responses((status = 200, body = StatsView), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 503, body = Problem)))]
 pub async fn ops_stats(State(st): State<SharedState>, _op: Operator, params: Params) -> ApiResult<Json<StatsView>> {
@@ -384,8 +384,8 @@ impl From<&AcquirerFile> for OpsFileView {
 /// Every acquirer's files (or one acquirer's, `abi`), most recently received first (`limit`,
 /// default 50, at most 500).
 #[utoipa::path(get, path = "/bpd/ops/files", tag = "ops", security(("apiKey" = [])),
-    params(("abi" = Option<String>, Query, description = "one acquirer's ABI code (5 letters or digits)"),
-        ("limit" = Option<u32>, Query, description = "files listed, default 50, at most 500")),
+    params(("abi" = Option<String>, Query, pattern = "^[A-Za-z0-9]{5}$", description = "one acquirer's ABI code (5 letters or digits)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "files listed, default 50, at most 500")),
     responses((status = 200, body = Vec<OpsFileView>), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 pub async fn ops_files(
@@ -406,7 +406,7 @@ pub async fn ops_files(
 
 /// One acquirer file with its rejected lines (line, field, reason; at most 1000).
 #[utoipa::path(get, path = "/bpd/ops/files/{name}", tag = "ops", security(("apiKey" = [])),
-    params(("name" = String, Path, description = "file name")),
+    params(("name" = inline(crate::openapi::FileNameSchema), Path, description = "file name")),
     responses((status = 200, body = OpsFileView), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn ops_file(
@@ -494,7 +494,7 @@ pub struct PayoutFileView {
 
 /// Payout files, newest first (`limit`, default 50, at most 500).
 #[utoipa::path(get, path = "/bpd/ops/payout-files", tag = "ops", security(("apiKey" = [])),
-    params(("limit" = Option<u32>, Query, description = "files listed, default 50, at most 500")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "files listed, default 50, at most 500")),
     responses((status = 200, body = Vec<PayoutFileView>), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 pub async fn ops_payout_files(

@@ -134,10 +134,13 @@ impl CitizenResourceV2 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CitizenPutV2 {
     /// NOREQ, ACCEPTED or DENIED.
+    #[schema(schema_with = crate::openapi::OptInSchema::or_null)]
     pub opt_in_status: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+/// The IBAN `PATCH` body (documented per audience by `crate::openapi::CitizenPatchIoSchema`,
+/// `CitizenPatchHbSchema` and `CitizenPatchHbV2Schema`).
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CitizenPatch {
     pub payoff_instr: String,
@@ -152,7 +155,7 @@ pub struct CitizenPatch {
     /// Issuers only, at most 20 characters.
     #[serde(default)]
     pub issuer_card_id: Option<String>,
-    /// HB v2 only: the citizen's fiscal code.
+    /// HB v2 only: the citizen's fiscal code (ignored by HB v1, refused by IO).
     #[serde(default)]
     pub id: Option<String>,
 }
@@ -254,6 +257,7 @@ impl AwardPeriodResource {
 #[serde(deny_unknown_fields)]
 pub struct HbCitizenV2Body {
     /// The citizen's fiscal code.
+    #[schema(schema_with = crate::openapi::FiscalCodeSchema::schema)]
     pub id: String,
 }
 
@@ -268,7 +272,9 @@ pub struct ChannelBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HbCardEnroll {
     /// The clear PAN.
+    #[schema(schema_with = crate::openapi::PanSchema::schema)]
     pub id: String,
+    #[schema(schema_with = crate::openapi::FiscalCodeSchema::schema)]
     pub fiscal_code: String,
     #[serde(default)]
     pub expire_year: Option<String>,
@@ -279,11 +285,13 @@ pub struct HbCardEnroll {
     pub issuer_abi_code: Option<String>,
     /// VISA, MASTERCARD, MAESTRO, VISA_ELECTRON, AMEX, OTHER or PAGOBANCOMAT.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::CardBrandSchema::or_null)]
     pub brand: Option<String>,
     #[serde(default)]
     pub holder: Option<String>,
     /// PP, DEB or CRD.
     #[serde(default, rename = "type")]
+    #[schema(schema_with = crate::openapi::CardTypeSchema::or_null)]
     pub kind: Option<String>,
     #[serde(default)]
     pub channel: Option<String>,
@@ -433,6 +441,27 @@ pub struct WinningTransactionResource {
     pub award_period_id: i64,
 }
 
+/// An integer field that also takes an integral JSON number written with a fraction or an
+/// exponent (`1575.0`, `1e3`): JSON Schema's `integer` admits them.
+pub fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        // Within ±2^53 a float is an exact integer; beyond it would round silently.
+        Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!("invalid value: {n}, expected an integer"))),
+    }
+}
+
+/// [`integral`] for an optional field (`null` or absent: `None`).
+pub fn integral_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "integral")] i64);
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+}
+
 /// A JSON body that may be empty (`None`), parsed with errors that name the field.
 /// Any `Content-Type` is accepted when the body is JSON: the original clients are not uniform.
 pub struct JsonBody<T>(pub Option<T>);
@@ -465,5 +494,30 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct B {
+        #[serde(deserialize_with = "integral")]
+        a: i64,
+        #[serde(default, deserialize_with = "integral_opt")]
+        b: Option<i64>,
+    }
+
+    #[test]
+    fn integral_numbers_are_integers() {
+        let b = |s: &str| serde_json::from_str::<B>(s);
+        assert_eq!(b(r#"{"a": 1575.0, "b": 1e3}"#).unwrap(), B { a: 1575, b: Some(1000) });
+        assert_eq!(b(r#"{"a": -3, "b": null}"#).unwrap(), B { a: -3, b: None });
+        assert_eq!(b(r#"{"a": 9223372036854775807}"#).unwrap(), B { a: i64::MAX, b: None });
+        assert!(b(r#"{"a": 1.5}"#).is_err());
+        assert!(b(r#"{"a": 1e300}"#).is_err());
+        assert!(b(r#"{"a": "1"}"#).is_err());
+        assert!(b(r#"{"a": 1, "b": 0.25}"#).is_err());
     }
 }

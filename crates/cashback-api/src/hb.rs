@@ -50,6 +50,7 @@ fn hpan_of_pan(st: &SharedState, raw: &str, field: &'static str) -> ApiResult<Hp
 
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct TechnicalFlag {
     /// Show the technical account (IBAN masked as "CONTO TECNICO").
     #[serde(default)]
@@ -75,7 +76,7 @@ async fn enrolled_view(
 
 /// Enroll a citizen through the issuer's channel.
 #[utoipa::path(put, path = "/bpd/hb/citizens/{fiscalCode}", tag = "hb", security(("apiKey" = [])),
-    params(("fiscalCode" = String, Path)),
+    params(("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Path)),
     responses((status = 200, body = CitizenResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn put_citizen_v1(
     State(st): State<SharedState>,
@@ -102,7 +103,7 @@ pub async fn put_citizen_v2(
 }
 
 #[utoipa::path(get, path = "/bpd/hb/citizens/{fiscalCode}", tag = "hb", security(("apiKey" = [])),
-    params(("fiscalCode" = String, Path)),
+    params(("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Path)),
     responses((status = 200, body = CitizenResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_citizen_v1(
     State(st): State<SharedState>,
@@ -116,7 +117,7 @@ pub async fn get_citizen_v1(
 
 /// Citizen (v2): fiscal code in header `id`.
 #[utoipa::path(get, path = "/bpd/hb/citizens/v2", tag = "hb", security(("apiKey" = [])),
-    params(("id" = String, Header, description = "fiscal code"), TechnicalFlag),
+    params(("id" = inline(crate::openapi::FiscalCodeSchema), Header, description = "fiscal code"), TechnicalFlag),
     responses((status = 200, body = CitizenResourceV2), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_citizen_v2(
     State(st): State<SharedState>,
@@ -130,7 +131,7 @@ pub async fn get_citizen_v2(
 }
 
 #[utoipa::path(patch, path = "/bpd/hb/citizens/{fiscalCode}", tag = "hb", security(("apiKey" = [])),
-    params(("fiscalCode" = String, Path)), request_body = CitizenPatch,
+    params(("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Path)), request_body = inline(crate::openapi::CitizenPatchHbSchema),
     responses((status = 200, body = CitizenPatchResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn patch_citizen_v1(
     State(st): State<SharedState>,
@@ -146,7 +147,7 @@ pub async fn patch_citizen_v1(
 }
 
 /// Set the payout IBAN (v2): fiscal code in the body's `id`.
-#[utoipa::path(patch, path = "/bpd/hb/citizens/v2", tag = "hb", security(("apiKey" = [])), request_body = CitizenPatch,
+#[utoipa::path(patch, path = "/bpd/hb/citizens/v2", tag = "hb", security(("apiKey" = [])), request_body = inline(crate::openapi::CitizenPatchHbV2Schema),
     responses((status = 200, body = CitizenPatchResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn patch_citizen_v2(
     State(st): State<SharedState>,
@@ -162,7 +163,7 @@ pub async fn patch_citizen_v2(
 
 /// Withdraw a citizen: allowed only if every active instrument came through this issuer.
 #[utoipa::path(delete, path = "/bpd/hb/citizens/{fiscalCode}", tag = "hb", security(("apiKey" = [])),
-    params(("fiscalCode" = String, Path)), request_body(content = ChannelBody, description = "optional"),
+    params(("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Path)), request_body(content = Option<ChannelBody>, description = "optional"),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_citizen_v1(
     State(st): State<SharedState>,
@@ -178,7 +179,7 @@ pub async fn delete_citizen_v1(
 }
 
 #[utoipa::path(delete, path = "/bpd/hb/citizens/v2", tag = "hb", security(("apiKey" = [])),
-    params(("id" = String, Header, description = "fiscal code")), request_body(content = ChannelBody, description = "optional"),
+    params(("id" = inline(crate::openapi::FiscalCodeSchema), Header, description = "fiscal code")), request_body(content = Option<ChannelBody>, description = "optional"),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_citizen_v2(
     State(st): State<SharedState>,
@@ -242,7 +243,7 @@ async fn issuer_delete_card(st: &SharedState, issuer: &Issuer, hpan: &Hpan) -> A
 
 /// Status of a card by clear PAN.
 #[utoipa::path(get, path = "/bpd/hb/payment-instruments/{pan}", tag = "hb", security(("apiKey" = [])),
-    params(("pan" = String, Path, description = "clear PAN")),
+    params(("pan" = inline(crate::openapi::PanSchema), Path, description = "clear PAN")),
     responses((status = 200, body = PaymentInstrumentResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_card_v1(
     State(st): State<SharedState>,
@@ -254,7 +255,7 @@ pub async fn get_card_v1(
 
 /// Status of a card (v2): PAN in header `id`.
 #[utoipa::path(get, path = "/bpd/hb/payment-instruments/v2", tag = "hb", security(("apiKey" = [])),
-    params(("id" = String, Header, description = "clear PAN")),
+    params(("id" = inline(crate::openapi::PanSchema), Header, description = "clear PAN")),
     responses((status = 200, body = PaymentInstrumentResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_card_v2(
     State(st): State<SharedState>,
@@ -266,7 +267,7 @@ pub async fn get_card_v2(
 
 /// Deactivate a card by clear PAN.
 #[utoipa::path(delete, path = "/bpd/hb/payment-instruments/{pan}", tag = "hb", security(("apiKey" = [])),
-    params(("pan" = String, Path, description = "clear PAN")),
+    params(("pan" = inline(crate::openapi::PanSchema), Path, description = "clear PAN")),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_card_v1(
     State(st): State<SharedState>,
@@ -277,7 +278,7 @@ pub async fn delete_card_v1(
 }
 
 #[utoipa::path(delete, path = "/bpd/hb/payment-instruments/v2", tag = "hb", security(("apiKey" = [])),
-    params(("id" = String, Header, description = "clear PAN")),
+    params(("id" = inline(crate::openapi::PanSchema), Header, description = "clear PAN")),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_card_v2(
     State(st): State<SharedState>,
@@ -301,13 +302,16 @@ pub async fn award_periods_v2(State(st): State<SharedState>, _i: Issuer) -> Resp
 
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct PmDeleteQuery {
+    /// The owner: a card of another citizen is not deleted (409).
+    #[param(schema_with = crate::openapi::FiscalCodeSchema::schema)]
     pub fiscal_code: Option<String>,
 }
 
 /// The Payment Manager removes a card from the IO wallet.
 #[utoipa::path(delete, path = "/bpd/pm/payment-instrument/{hpan}", tag = "pm", security(("apiKey" = [])),
-    params(("hpan" = String, Path), PmDeleteQuery),
+    params(("hpan" = inline(crate::openapi::HpanSchema), Path), PmDeleteQuery),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn pm_delete_instrument(
     State(st): State<SharedState>,
@@ -321,14 +325,14 @@ pub async fn pm_delete_instrument(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginQuery {
     pub fiscal_code: String,
 }
 
 /// Dev only: mint a token for a fiscal code (the original harness's mock login), plain text.
-#[utoipa::path(post, path = "/bpd/pagopa/api/v1/login", tag = "dev", params(LoginQuery),
+#[utoipa::path(post, path = "/bpd/pagopa/api/v1/login", tag = "dev", params(("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Query)),
     responses((status = 200, body = String, content_type = "text/plain"), (status = 400, body = Problem)))]
 pub async fn dev_login(State(st): State<SharedState>, Query(q): Query<LoginQuery>) -> ApiResult<String> {
     let secret = st.dev_jwt_secret.as_ref().ok_or_else(|| ApiError::not_found("not found"))?;
@@ -337,6 +341,7 @@ pub async fn dev_login(State(st): State<SharedState>, Query(q): Query<LoginQuery
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserQuery {
     pub token: String,
 }

@@ -40,7 +40,7 @@ pub async fn put_citizen_v1(State(st): State<SharedState>, Citizen(cf): Citizen)
 }
 
 /// Enroll or set the opt-in (v2): body `{}` or `{"optInStatus": …}`.
-#[utoipa::path(put, path = "/bpd/io/citizen/v2", tag = "io", security(("bearer" = [])), request_body(content = CitizenPutV2, description = "optional"),
+#[utoipa::path(put, path = "/bpd/io/citizen/v2", tag = "io", security(("bearer" = [])), request_body(content = Option<CitizenPutV2>, description = "optional"),
     responses((status = 200, body = CitizenResourceV2), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn put_citizen_v2(
     State(st): State<SharedState>,
@@ -60,8 +60,26 @@ pub async fn delete_citizen(State(st): State<SharedState>, Citizen(cf): Citizen)
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Withdraw (v2 path, same as `DELETE /bpd/io/citizen`).
+#[utoipa::path(delete, path = "/bpd/io/citizen/v2", tag = "io", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn delete_citizen_v2(st: State<SharedState>, c: Citizen) -> ApiResult<StatusCode> {
+    delete_citizen(st, c).await
+}
+
+/// Set the payout IBAN (v2 path, same as `PATCH /bpd/io/citizen`).
+#[utoipa::path(patch, path = "/bpd/io/citizen/v2", tag = "io", security(("bearer" = [])), request_body = inline(crate::openapi::CitizenPatchIoSchema),
+    responses((status = 200, body = CitizenPatchResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn patch_citizen_v2(
+    st: State<SharedState>,
+    c: Citizen,
+    body: JsonBody<CitizenPatch>,
+) -> ApiResult<Json<CitizenPatchResource>> {
+    patch_citizen(st, c, body).await
+}
+
 /// Set the payout IBAN.
-#[utoipa::path(patch, path = "/bpd/io/citizen", tag = "io", security(("bearer" = [])), request_body = CitizenPatch,
+#[utoipa::path(patch, path = "/bpd/io/citizen", tag = "io", security(("bearer" = [])), request_body = inline(crate::openapi::CitizenPatchIoSchema),
     responses((status = 200, body = CitizenPatchResource), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn patch_citizen(
     State(st): State<SharedState>,
@@ -78,7 +96,7 @@ pub async fn patch_citizen(
 
 /// Status of one payment instrument by hpan.
 #[utoipa::path(get, path = "/bpd/io/payment-instruments/{id}", tag = "io", security(("bearer" = [])),
-    params(("id" = String, Path, description = "hpan: 64 lower-case hex")),
+    params(("id" = inline(crate::openapi::HpanSchema), Path)),
     responses((status = 200, body = PaymentInstrumentResource), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn get_instrument(
@@ -100,7 +118,7 @@ pub async fn get_instrument(
 
 /// Activate a payment instrument for the caller (idempotent).
 #[utoipa::path(put, path = "/bpd/io/payment-instruments/{id}", tag = "io", security(("bearer" = [])),
-    params(("id" = String, Path, description = "hpan: 64 lower-case hex")),
+    params(("id" = inline(crate::openapi::HpanSchema), Path)),
     responses((status = 200, body = EnrollPaymentInstrumentResource), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn put_instrument(
@@ -115,7 +133,7 @@ pub async fn put_instrument(
 
 /// Deactivate a payment instrument of the caller.
 #[utoipa::path(delete, path = "/bpd/io/payment-instruments/{id}", tag = "io", security(("bearer" = [])),
-    params(("id" = String, Path, description = "hpan: 64 lower-case hex")),
+    params(("id" = inline(crate::openapi::HpanSchema), Path)),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_instrument(
     State(st): State<SharedState>,

@@ -15,6 +15,7 @@ pub mod error;
 pub mod hb;
 pub mod iban_check;
 pub mod io;
+pub mod openapi;
 pub mod ops;
 pub mod privacy;
 pub mod ranking;
@@ -48,6 +49,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
     info(title = "cashback", description = "Drop-in backend of the national cashback programme: IO citizen app, issuer (HB), Payment Manager and acquirer (RTD) APIs."),
     paths(
         io::get_citizen_v1, io::get_citizen_v2, io::put_citizen_v1, io::put_citizen_v2, io::delete_citizen, io::patch_citizen,
+        io::delete_citizen_v2, io::patch_citizen_v2,
         io::get_instrument, io::put_instrument, io::delete_instrument, io::count_instruments, io::award_periods_v1, io::award_periods_v2,
         hb::put_citizen_v1, hb::put_citizen_v2, hb::get_citizen_v1, hb::get_citizen_v2, hb::patch_citizen_v1, hb::patch_citizen_v2,
         hb::delete_citizen_v1, hb::delete_citizen_v2, hb::put_card, hb::get_card_v1, hb::get_card_v2, hb::delete_card_v1, hb::delete_card_v2,
@@ -62,6 +64,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         console_api::ops_ranking_history, console_api::ops_payout_files, audit::ops_audit,
         privacy::io_export, privacy::ops_export
     ),
+    components(schemas(openapi::ComplaintStatusSchema)),
     modifiers(&SecuritySchemes),
     tags((name = "io", description = "Citizen app (Bearer token)"), (name = "hb", description = "Issuers (Ocp-Apim-Subscription-Key)"),
         (name = "pm", description = "Payment Manager"),
@@ -110,7 +113,7 @@ async fn metrics_endpoint(State(st): State<SharedState>) -> Response {
 }
 
 async fn openapi_endpoint() -> Response {
-    axum::Json(ApiDoc::openapi()).into_response()
+    axum::Json(openapi::document()).into_response()
 }
 
 /// Count and time every request by route template (never by raw path: bounded label sets).
@@ -161,7 +164,7 @@ pub fn router(state: SharedState) -> Router {
         )
         .route(
             "/bpd/io/citizen/v2",
-            get(io::get_citizen_v2).put(io::put_citizen_v2).delete(io::delete_citizen).patch(io::patch_citizen),
+            get(io::get_citizen_v2).put(io::put_citizen_v2).delete(io::delete_citizen_v2).patch(io::patch_citizen_v2),
         )
         .route("/bpd/io/payment-instruments", get(console_api::io_instruments))
         .route("/bpd/io/citizen/export", get(privacy::io_export))
@@ -268,6 +271,7 @@ pub fn router(state: SharedState) -> Router {
                 }))
                 .layer(middleware::from_fn(record_metrics))
                 .layer(middleware::from_fn(audit::scope))
+                .layer(middleware::from_fn(openapi::problem_bodies))
                 .layer(CatchPanicLayer::custom(|_| ApiError::internal("internal error").into_response())),
         )
         .with_state(state)

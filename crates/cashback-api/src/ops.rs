@@ -34,7 +34,7 @@ pub fn top_param(params: &Params) -> ApiResult<usize> {
 /// A period's ranking: participants, thresholds, who would win now, the distribution of counts
 /// and the first `top` citizens (by number, never by fiscal code).
 #[utoipa::path(get, path = "/bpd/ops/award-periods/{awardPeriodId}/ranking", tag = "ops", security(("apiKey" = [])),
-    params(("awardPeriodId" = i64, Path), ("top" = Option<u32>, Query, description = "citizens listed, default 10, at most 1000")),
+    params(("awardPeriodId" = i64, Path), ("top" = Option<u32>, Query, maximum = 1000, description = "citizens listed, default 10, at most 1000")),
     responses((status = 200, body = OperatorRankingView), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem, description = "rankings still loading")))]
 pub async fn period_ranking(

@@ -228,7 +228,7 @@ pub struct SasResponse {
 
 /// A short-lived upload authorisation for this API key's container.
 #[utoipa::path(post, path = "/rtd/csv-transaction/{scope}/sas", tag = "rtd", security(("apiKey" = [])),
-    params(("scope" = String, Path, description = "`rtd` (transaction files)")),
+    params(("scope" = inline(crate::openapi::RtdScopeSchema), Path, description = "`rtd` (transaction files); any other: 404")),
     responses((status = 201, body = SasResponse), (status = 401), (status = 404, description = "scope other than rtd")))]
 pub async fn sas(
     State(st): State<SharedState>,
@@ -352,7 +352,9 @@ impl Drop for InFlight {
 /// Upload a transaction file (`CSTAR.<ABI>.TRNLOG.<yyyymmdd>.<hhmmss>.<nnn>.csv[.pgp]`). The
 /// answer comes once the file is ingested: 201 with its report.
 #[utoipa::path(put, path = "/pagopastorage/{container}/{file}", tag = "rtd", security(("apiKey" = [])),
-    params(("container" = String, Path, description = "authorizedContainer of the SAS"), ("file" = String, Path, description = "file name")),
+    params(("container" = String, Path, description = "authorizedContainer of the SAS"), ("file" = inline(crate::openapi::FileNameSchema), Path, description = "file name"),
+        ("se" = String, Query, description = "SAS expiry (RFC 3339), from the `sas` answer; missing, expired or not signed: 403"),
+        ("sig" = String, Query, description = "SAS signature (hex), from the `sas` answer; missing or wrong: 403")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = FileReport), (status = 400, description = "bad name or empty file"),
         (status = 401), (status = 403, description = "another acquirer's ABI, container or bad SAS"),
@@ -523,7 +525,7 @@ pub const REJECTIONS_MAX: u32 = 10_000;
 
 /// One file's report with its rejected lines (`limit`, default 1000, at most 10000).
 #[utoipa::path(get, path = "/rtd/file-reporter/files/{name}", tag = "rtd", security(("apiKey" = [])),
-    params(("name" = String, Path, description = "file name"), ("limit" = Option<u32>, Query, description = "rejected lines listed")),
+    params(("name" = inline(crate::openapi::FileNameSchema), Path, description = "file name"), ("limit" = Option<u32>, Query, format = Int64, minimum = 0, maximum = 4294967295_u64, description = "rejected lines listed (default 1000, more than 10000 counts as 10000)")),
     responses((status = 200, body = FileReport), (status = 403, description = "another acquirer's file"), (status = 404)))]
 pub async fn file_report(
     State(st): State<SharedState>,

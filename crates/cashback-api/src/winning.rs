@@ -501,9 +501,9 @@ pub async fn io_ranking_v1(
 
 /// A page of the caller's transactions in a period, grouped by day, newest first.
 #[utoipa::path(get, path = "/bpd/io/winning-transactions/v2", tag = "io", security(("bearer" = [])),
-    params(("awardPeriodId" = i64, Query), ("nextCursor" = Option<u32>, Query, description = "page index, default 0"),
-        ("limit" = Option<u32>, Query, description = "rows per page, default 20, at most 100"),
-        ("hpan" = Option<String>, Query, description = "only this card's transactions")),
+    params(("awardPeriodId" = i64, Query), ("nextCursor" = Option<u32>, Query, format = Int64, minimum = 0, maximum = 4294967295_u64, description = "page index, default 0"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "rows per page, default 20, at most 100"),
+        ("hpan" = Option<String>, Query, pattern = "^[0-9a-f]{64}$", description = "only this card's transactions")),
     responses((status = 200, body = WinningTransactionPageResource), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem, description = "no such award period")))]
 pub async fn io_transactions_v2(
@@ -520,7 +520,7 @@ pub async fn io_transactions_v2(
 
 /// How many of the caller's transactions each day lists, newest day first.
 #[utoipa::path(get, path = "/bpd/io/winning-transactions/v2/countbyday", tag = "io", security(("bearer" = [])),
-    params(("awardPeriodId" = i64, Query), ("hpan" = Option<String>, Query)),
+    params(("awardPeriodId" = i64, Query), ("hpan" = Option<String>, Query, pattern = "^[0-9a-f]{64}$")),
     responses((status = 200, body = Vec<TrxCountByDayResource>), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn io_count_by_day(
@@ -536,7 +536,7 @@ pub async fn io_count_by_day(
 
 /// The caller's transactions in a period (v1, not paginated), newest first.
 #[utoipa::path(get, path = "/bpd/io/winning-transactions", tag = "io", security(("bearer" = [])),
-    params(("awardPeriodId" = i64, Query), ("hpan" = Option<String>, Query)),
+    params(("awardPeriodId" = i64, Query), ("hpan" = Option<String>, Query, pattern = "^[0-9a-f]{64}$")),
     responses((status = 200, body = Vec<WinningTransactionResource>), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn io_transactions_v1(
@@ -566,7 +566,7 @@ async fn hb_rankings(
 
 /// A citizen's ranking; 404 for an unknown or withdrawn citizen.
 #[utoipa::path(get, path = "/bpd/hb/citizens/{fiscalCode}/ranking", tag = "hb", security(("apiKey" = [])),
-    params(("fiscalCode" = String, Path), ("awardPeriodId" = Option<i64>, Query)),
+    params(("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Path), ("awardPeriodId" = Option<i64>, Query)),
     responses((status = 200, body = Vec<CitizenRankingResource>), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn hb_ranking_v1(
@@ -582,7 +582,7 @@ pub async fn hb_ranking_v1(
 
 /// A citizen's ranking (v2): fiscal code in header `id`.
 #[utoipa::path(get, path = "/bpd/hb/citizens/v2/ranking", tag = "hb", security(("apiKey" = [])),
-    params(("id" = String, Header, description = "fiscal code"), ("awardPeriodId" = Option<i64>, Query)),
+    params(("id" = inline(crate::openapi::FiscalCodeSchema), Header, description = "fiscal code"), ("awardPeriodId" = Option<i64>, Query)),
     responses((status = 200, body = Vec<CitizenRankingResource>), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn hb_ranking_v2(
@@ -598,7 +598,7 @@ pub async fn hb_ranking_v2(
 
 /// A citizen's cashback in a period; zeros when none.
 #[utoipa::path(get, path = "/bpd/hb/winning-transactions/total-cashback", tag = "hb", security(("apiKey" = [])),
-    params(("awardPeriodId" = i64, Query), ("fiscalCode" = String, Query)),
+    params(("awardPeriodId" = i64, Query), ("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Query)),
     responses((status = 200, body = TotalCashbackResource), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem, description = "no such award period")))]
 pub async fn hb_total_cashback(
@@ -615,7 +615,7 @@ pub async fn hb_total_cashback(
 
 /// A citizen's cashback in a period (v2): fiscal code in header `fiscalCode`.
 #[utoipa::path(get, path = "/bpd/hb/winning-transactions/v2/total-cashback", tag = "hb", security(("apiKey" = [])),
-    params(("fiscalCode" = String, Header), ("awardPeriodId" = i64, Query)),
+    params(("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Header), ("awardPeriodId" = i64, Query)),
     responses((status = 200, body = TotalCashbackResource), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn hb_total_cashback_v2(
