@@ -143,6 +143,7 @@ struct UserInfo {
 
 impl IntrospectionResolver {
     pub fn new(url: impl Into<String>, timeout: Duration, ttl: Duration, capacity: usize) -> Self {
+        crate::tls::install_default_provider();
         Self {
             url: url.into(),
             client: reqwest::Client::builder().timeout(timeout).build().expect("http client"),

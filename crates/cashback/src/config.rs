@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub scheduler: SchedulerConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 impl FileConfig {
@@ -94,6 +96,41 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self { enabled: true, tick_secs: 60 }
+    }
+}
+
+/// TLS of the listener (`[tls]`; flags `--tls-*` and `CASHBACK_TLS_*` win). Without `cert`
+/// and `key` the listener speaks plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM: the server certificate and its intermediates.
+    pub cert: Option<PathBuf>,
+    /// PEM: the server's private key.
+    pub key: Option<PathBuf>,
+    /// PEM: the CA that issuers' and acquirers' client certificates chain to (mutual TLS).
+    /// Client certificates are then asked for but optional at the TLS layer.
+    pub client_ca: Option<PathBuf>,
+    /// Issuer and acquirer API keys are accepted only with the client certificate bound to
+    /// their credential (`cashback admin credential-bind-cert`).
+    pub require_client_cert: bool,
+    /// A TLS handshake not finished within this is dropped.
+    pub handshake_timeout_ms: u64,
+    /// Handshakes in progress at once.
+    pub handshakes_max: usize,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        let d = cashback_api::tls::HandshakeLimits::default();
+        Self {
+            cert: None,
+            key: None,
+            client_ca: None,
+            require_client_cert: false,
+            handshake_timeout_ms: d.timeout.as_millis() as u64,
+            handshakes_max: d.concurrent,
+        }
     }
 }
 
@@ -494,5 +531,12 @@ mod tests {
         let r: FileConfig = toml::from_str("[rate_limits.citizen]\nper_second = 0\nburst = 0\n").unwrap();
         assert_eq!(r.rate_limits.rates().citizen, cashback_api::rate::Rate::OFF);
         assert!(toml::from_str::<FileConfig>("[rate_limits.citizen]\nper_second = 1\n").is_err(), "burst is required");
+        assert!(none.tls.cert.is_none() && !none.tls.require_client_cert, "plain HTTP by default");
+        let t: FileConfig =
+            toml::from_str("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nrequire_client_cert = true\n").unwrap();
+        assert_eq!(t.tls.cert.as_deref(), Some(Path::new("c.pem")));
+        assert!(t.tls.require_client_cert);
+        assert_eq!(t.tls.handshake_timeout_ms, 10_000);
+        assert!(toml::from_str::<FileConfig>("[tls]\ncertificate = \"c.pem\"\n").is_err());
     }
 }

@@ -250,14 +250,60 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::period::run_scheduler(store.clone(), cfg.payout.clone(), tick));
     }
     let app = cashback_api::router(state.clone());
+    let tls = tls_setup(&args, &cfg)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    tracing::info!(%listen, backend = store.backend(), dev, openapi = cashback_api::OPENAPI_PATH, "cashback serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%listen, scheme, backend = store.backend(), dev, openapi = cashback_api::OPENAPI_PATH, "cashback serving");
+    match tls {
+        Some((config, limits)) => {
+            use cashback_api::tls::{TlsListener, TlsPeer};
+            let listener = TlsListener::new(listener, config, limits)?;
+            axum::serve(listener, app.into_make_service_with_connect_info::<TlsPeer>())
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?,
+    }
     tracing::info!("draining writes");
     store.close().await;
     reads.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+type TlsListenerConfig = (Arc<rustls::ServerConfig>, cashback_api::tls::HandshakeLimits);
+
+/// The listener's TLS from the flags over `[tls]`; `None` = plain HTTP.
+fn tls_setup(args: &ServeArgs, cfg: &FileConfig) -> anyhow::Result<Option<TlsListenerConfig>> {
+    let (a, c) = (&args.tls, &cfg.tls);
+    let cert = a.tls_cert.as_ref().or(c.cert.as_ref());
+    let key = a.tls_key.as_ref().or(c.key.as_ref());
+    let client_ca = a.tls_client_ca.as_ref().or(c.client_ca.as_ref());
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if client_ca.is_some() || require_client_cert(args, cfg) {
+                bail!("tls: a client CA or required client certificates need TLS (--tls-cert and --tls-key)");
+            }
+            return Ok(None);
+        }
+        _ => bail!("tls: give both the certificate chain and the private key (--tls-cert, --tls-key)"),
+    };
+    if require_client_cert(args, cfg) && client_ca.is_none() {
+        bail!("tls: requiring client certificates needs their CA (--tls-client-ca or [tls] client_ca)");
+    }
+    let files = cashback_api::tls::TlsFiles { cert, key, client_ca: client_ca.map(|p| p.as_path()) };
+    let config = cashback_api::tls::server_config(&files).map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+    let limits = cashback_api::tls::HandshakeLimits {
+        timeout: Duration::from_millis(c.handshake_timeout_ms.max(1)),
+        concurrent: c.handshakes_max.max(1),
+    };
+    tracing::info!(client_ca = client_ca.is_some(), require_client_cert = require_client_cert(args, cfg), "TLS on");
+    Ok(Some((config, limits)))
+}
+
+fn require_client_cert(args: &ServeArgs, cfg: &FileConfig) -> bool {
+    args.tls.tls_require_client_cert || cfg.tls.require_client_cert
 }
 
 /// Record the open periods' ranking snapshots (`cashback_api::ranking::record_ranking_snapshots`)
