@@ -82,6 +82,9 @@ pub struct AppState {
     pub ranking: Arc<crate::ranking::RankingBoard>,
     /// The console's cached whole-table figures.
     pub console: crate::console_api::ConsoleCache,
+    /// Mutual TLS required: issuer and acquirer API keys are accepted only with the client
+    /// certificate bound to their credential (`crate::auth`).
+    pub client_cert_required: bool,
 }
 
 impl AppState {

@@ -66,6 +66,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "close", include_str!("../migrations/0004_close.sql")),
     (5, "console", include_str!("../migrations/0005_console.sql")),
     (7, "claims", include_str!("../migrations/0007_claims.sql")),
+    (9, "client_cert", include_str!("../migrations/0009_client_cert.sql")),
 ];
 
 /// How many migrations this build knows (the latest version).
@@ -476,6 +477,10 @@ impl Store for PgStore {
 
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
         ops::revoke_credential(&mut *self.conn().await?, id, now).await.map_err(store_err)
+    }
+
+    async fn bind_client_cert(&self, id: &str, cert_sha256: Option<&str>) -> StoreResult<bool> {
+        ops::bind_client_cert(&mut *self.conn().await?, id, cert_sha256).await.map_err(store_err)
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {

@@ -115,6 +115,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "scoring", include_str!("../migrations/0005_scoring.sql")),
     (6, "close", include_str!("../migrations/0006_close.sql")),
     (7, "console", include_str!("../migrations/0007_console.sql")),
+    (9, "client_cert", include_str!("../migrations/0009_client_cert.sql")),
 ];
 
 fn poisoned() -> rusqlite::Error {
@@ -704,6 +705,11 @@ impl Store for SqliteStore {
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
         let id = id.to_owned();
         self.write(move |c| ops::revoke_credential(c, &id, now)).await
+    }
+
+    async fn bind_client_cert(&self, id: &str, cert_sha256: Option<&str>) -> StoreResult<bool> {
+        let (id, fp) = (id.to_owned(), cert_sha256.map(str::to_owned));
+        self.write(move |c| ops::bind_client_cert(c, &id, fp.as_deref())).await
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {

@@ -186,6 +186,7 @@ pub(crate) fn build_state(
         rate: cashback_api::rate::RateLimits::new(cfg.rate_limits.rates()),
         ranking: ranking.clone(),
         console: Default::default(),
+        client_cert_required: require_client_cert(args, cfg),
     });
     Ok((state, ranking))
 }
@@ -355,6 +356,24 @@ pub enum AdminCommand {
         /// Identifier (default: KIND-SCOPE).
         #[arg(long)]
         id: Option<String>,
+        /// Bind the key to this client certificate (PEM; mutual TLS): see credential-bind-cert.
+        #[arg(long)]
+        client_cert: Option<std::path::PathBuf>,
+    },
+    /// Bind a credential's API key to a client certificate (mutual TLS): the key is then accepted
+    /// only on TLS connections that present that certificate. Give the certificate (PEM) or its
+    /// SHA-256 fingerprint; --unbind removes the binding. Running servers apply it within the
+    /// credential cache TTL.
+    CredentialBindCert {
+        id: String,
+        /// The client certificate, PEM (its first certificate is bound).
+        #[arg(long, conflicts_with_all = ["sha256", "unbind"])]
+        cert: Option<std::path::PathBuf>,
+        /// Its SHA-256 (64 hex digits; colons allowed, as `openssl x509 -fingerprint -sha256` prints).
+        #[arg(long, conflicts_with = "unbind")]
+        sha256: Option<String>,
+        #[arg(long)]
+        unbind: bool,
     },
     /// List credentials (never the keys).
     CredentialList,
@@ -419,6 +438,12 @@ pub enum AdminCommand {
     },
 }
 
+/// The SHA-256 of the first certificate of a PEM file.
+fn cert_fingerprint(path: &std::path::Path) -> anyhow::Result<String> {
+    let certs = cashback_api::tls::read_certs(path).map_err(|e| anyhow::anyhow!("client certificate: {e}"))?;
+    Ok(cashback_api::tls::cert_sha256(&certs[0]))
+}
+
 fn parse_date(field: &str, s: &str) -> anyhow::Result<time::Date> {
     time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
         .with_context(|| format!("{field}: expected YYYY-MM-DD"))
@@ -443,6 +468,7 @@ pub(crate) async fn create_credential(
         key_sha256: sha256_hex(key.as_bytes()),
         created_at: now,
         revoked_at: None,
+        client_cert_sha256: None,
     };
     store.insert_credential(&cred).await.context("creating the credential (is the id already used?)")?;
     Ok((cred, key))
@@ -472,16 +498,21 @@ async fn run_admin(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::CredentialCreate { kind, scope, id } => {
+        AdminCommand::CredentialCreate { kind, scope, id, client_cert } => {
             let kind =
                 CredentialKind::parse(&kind).context("kind: must be issuer, acquirer, payment-manager or operator")?;
             if kind == CredentialKind::Issuer {
                 cashback_domain::enrollment::Channel::parse(&scope).map_err(|e| anyhow::anyhow!("scope: {e}"))?;
             }
+            let fingerprint = client_cert.as_deref().map(cert_fingerprint).transpose()?;
             let (cred, key) = create_credential(store, kind, scope, id, now).await?;
+            if let Some(fp) = &fingerprint {
+                store.bind_client_cert(&cred.id, Some(fp)).await?;
+            }
             println!(
                 "{}",
-                serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key })
+                serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key,
+                    "clientCertSha256": fingerprint })
             );
         }
         AdminCommand::CredentialList => {
@@ -490,9 +521,24 @@ async fn run_admin(
                     "{}",
                     serde_json::json!({ "id": c.id, "kind": c.kind.as_str(), "scope": c.scope,
                         "createdAt": cashback_api::dto::timestamp(c.created_at),
-                        "revokedAt": c.revoked_at.map(cashback_api::dto::timestamp) })
+                        "revokedAt": c.revoked_at.map(cashback_api::dto::timestamp),
+                        "clientCertSha256": c.client_cert_sha256 })
                 );
             }
+        }
+        AdminCommand::CredentialBindCert { id, cert, sha256, unbind } => {
+            let fingerprint = match (cert, sha256, unbind) {
+                (Some(path), None, false) => Some(cert_fingerprint(&path)?),
+                (None, Some(hex), false) => Some(
+                    cashback_api::tls::parse_fingerprint(&hex).context("--sha256: expected 64 hexadecimal digits")?,
+                ),
+                (None, None, true) => None,
+                _ => bail!("give one of --cert FILE, --sha256 HEX or --unbind"),
+            };
+            if !store.bind_client_cert(&id, fingerprint.as_deref()).await? {
+                bail!("no active credential with id {id}");
+            }
+            println!("{}", serde_json::json!({ "id": id, "clientCertSha256": fingerprint }));
         }
         AdminCommand::CredentialRevoke { id } => {
             if !store.revoke_credential(&id, now).await? {
