@@ -1,8 +1,10 @@
 //! The acquirer API client (paths of `cashback_api::rtd`): salt, hashed-PAN list, public key,
 //! SAS + upload. Connect and read timeouts; transport errors, 5xx and 429 are retried with
-//! exponential backoff; other statuses are answered at once.
+//! exponential backoff; other statuses are answered at once. HTTPS with rustls (ring): the
+//! platform's certificate is checked against `--ca-cert` (else the system's roots), and a client
+//! certificate is presented for mutual TLS when one is configured.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -27,6 +29,55 @@ pub struct ClientOptions {
     pub retries: u32,
     /// First backoff; doubled per attempt.
     pub backoff: Duration,
+    pub tls: TlsOptions,
+}
+
+/// TLS of the client (PEM files).
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// The CA certificate(s) the platform's certificate must chain to; `None` = the system's roots.
+    pub ca_cert: Option<PathBuf>,
+    /// Mutual TLS: the client certificate (chain) and its private key.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// Applies the options to `b`; a client certificate needs its key and vice versa.
+    fn apply(&self, mut b: reqwest::ClientBuilder) -> anyhow::Result<reqwest::ClientBuilder> {
+        if let Some(ca) = &self.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("--ca-cert: reading {}", ca.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--ca-cert {}: not PEM certificates", ca.display()))?;
+            if roots.is_empty() {
+                bail!("--ca-cert {}: no certificate in the file", ca.display());
+            }
+            b = b.tls_certs_only(roots);
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                // Certificate and key in one PEM buffer, wiped when dropped.
+                let mut pem = zeroize::Zeroizing::new(
+                    std::fs::read(cert).with_context(|| format!("--client-cert: reading {}", cert.display()))?,
+                );
+                pem.push(b'\n');
+                let key_pem = zeroize::Zeroizing::new(
+                    std::fs::read(key).with_context(|| format!("--client-key: reading {}", key.display()))?,
+                );
+                pem.extend_from_slice(&key_pem);
+                let identity = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| anyhow!("--client-cert {} / --client-key {}: {e}", cert.display(), key.display()))?;
+                b = b.identity(identity);
+            }
+            (None, None) => {}
+            _ => bail!("mutual TLS needs both --client-cert and --client-key"),
+        }
+        Ok(b)
+    }
+
+    fn any(&self) -> bool {
+        self.ca_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some()
+    }
 }
 
 pub struct Api {
@@ -66,9 +117,7 @@ pub struct UploadError {
 pub fn parse_base(url: &str) -> anyhow::Result<Url> {
     let u = Url::parse(url).with_context(|| format!("--api {url:?} is not a URL"))?;
     match u.scheme() {
-        "https" => bail!(
-            "--api {url}: this build has no TLS client; reach the platform through a TLS-terminating proxy on a loopback address (http://127.0.0.1:PORT)"
-        ),
+        "https" => {}
         "http" => {
             let host = u.host_str().unwrap_or("");
             let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -84,12 +133,16 @@ pub fn parse_base(url: &str) -> anyhow::Result<Url> {
 
 impl Api {
     pub fn new(base: Url, key: String, opts: ClientOptions) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
+        if base.scheme() != "https" && opts.tls.any() {
+            bail!("--ca-cert, --client-cert and --client-key need an https:// --api");
+        }
+        cashback_api::tls::install_default_provider();
+        let builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
-            .user_agent(USER_AGENT)
-            .build()?;
+            .user_agent(USER_AGENT);
+        let http = opts.tls.apply(builder)?.build()?;
         Ok(Api { http, base, key, opts })
     }
 
