@@ -119,7 +119,7 @@ struct FileConfig {
 /// Flags, then the config file, then defaults.
 struct Settings {
     api: String,
-    api_key: String,
+    api_key: zeroize::Zeroizing<String>,
     abi: Option<String>,
     workdir: PathBuf,
     input: Option<PathBuf>,
@@ -138,6 +138,7 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
     let api_key = args
         .api_key
         .or(file.api_key)
+        .map(zeroize::Zeroizing::new)
         .context("--api-key is required (or CASHBACK_ACQUIRER_API_KEY, or `api_key` in the config file)")?;
     let age = args.max_list_age_hours.or(file.max_list_age_hours).unwrap_or(48);
     Ok(Settings {
@@ -515,10 +516,10 @@ mod tests {
         };
         let base = client::parse_base("http://127.0.0.1:1").unwrap();
         let ca = client::TlsOptions { ca_cert: Some("ca.pem".into()), ..Default::default() };
-        assert!(Api::new(base.clone(), "k".into(), opts(ca)).is_err(), "TLS files need https");
+        assert!(Api::new(base.clone(), String::from("k").into(), opts(ca)).is_err(), "TLS files need https");
         let https = client::parse_base("https://127.0.0.1:1").unwrap();
         let half = client::TlsOptions { client_cert: Some("c.pem".into()), ..Default::default() };
-        let err = Api::new(https, "k".into(), opts(half)).err().unwrap().to_string();
+        let err = Api::new(https, String::from("k").into(), opts(half)).err().unwrap().to_string();
         assert!(err.contains("both --client-cert and --client-key"), "{err}");
     }
 

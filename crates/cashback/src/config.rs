@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use cashback_api::state::Secret;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,7 +17,7 @@ pub struct FileConfig {
     pub database_replica: Option<String>,
     pub dev: Option<bool>,
     /// The PAN hashing salt, or `salt_file`.
-    pub salt: Option<String>,
+    pub salt: Option<Secret>,
     pub salt_file: Option<PathBuf>,
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -245,7 +247,7 @@ pub const DEV_PGP_KEY_FILE: &str = "cashback-dev-pgp.asc";
 /// The platform's OpenPGP key: the configured file, or in dev mode the generated dev key.
 pub fn platform_key(cfg: &AcquirerConfig, dev: bool) -> anyhow::Result<Option<cashback_pgp::PlatformKey>> {
     let passphrase = match std::env::var("CASHBACK_PGP_PASSPHRASE").ok() {
-        Some(p) => Some(p),
+        Some(p) => Some(Secret::new(p)),
         None => secret("acquirer.pgp_passphrase", None, cfg.pgp_passphrase_file.as_deref())?,
     };
     let path = match (&cfg.pgp_secret_key_file, dev) {
@@ -254,16 +256,19 @@ pub fn platform_key(cfg: &AcquirerConfig, dev: bool) -> anyhow::Result<Option<ca
             let p = PathBuf::from(DEV_PGP_KEY_FILE);
             if !p.exists() {
                 let key = cashback_pgp::PlatformKey::generate("cashback dev <dev@cashback.invalid>")?;
-                write_private(&p, &key.to_armored())?;
+                write_private(&p, &Zeroizing::new(key.to_armored()))?;
                 tracing::warn!(path = %p.display(), "generated a development OpenPGP key");
             }
             p
         }
         (None, false) => return Ok(None),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("acquirer.pgp_secret_key_file: reading {}", path.display()))?;
-    let key = cashback_pgp::PlatformKey::from_armored(&text, passphrase.as_deref())
+    // The armoured key is wiped once parsed (rPGP zeroes its own copy of the secret material).
+    let text = Zeroizing::new(
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("acquirer.pgp_secret_key_file: reading {}", path.display()))?,
+    );
+    let key = cashback_pgp::PlatformKey::from_armored(&text, passphrase.as_ref().map(Secret::expose))
         .with_context(|| format!("acquirer.pgp_secret_key_file: {}", path.display()))?;
     Ok(Some(key))
 }
@@ -285,7 +290,7 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// HS256 secret for bearer JWTs (sub = fiscal code), or `jwt_secret_file`.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     pub jwt_secret_file: Option<PathBuf>,
     /// io-backend-like introspection endpoint (`GET` with the bearer token → `{fiscal_code}`).
     pub introspection_url: Option<String>,
@@ -459,14 +464,17 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
-/// A secret from an inline value or a file (trailing newline trimmed); both set is an error.
-pub fn secret(name: &str, inline: Option<String>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+/// A secret from an inline value or a file (trailing newline trimmed in place, so no copy of the
+/// value is left behind); both set is an error.
+pub fn secret(name: &str, inline: Option<Secret>, file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
     match (inline, file) {
         (Some(_), Some(_)) => bail!("{name}: set either the value or the file, not both"),
         (Some(v), None) => Ok(Some(v)),
         (None, Some(f)) => {
-            let v = std::fs::read_to_string(f).with_context(|| format!("{name}: reading {}", f.display()))?;
-            Ok(Some(v.trim_end_matches(['\n', '\r']).to_owned()))
+            let mut v = std::fs::read_to_string(f).with_context(|| format!("{name}: reading {}", f.display()))?;
+            let len = v.trim_end_matches(['\n', '\r']).len();
+            v.truncate(len);
+            Ok(Some(Secret::new(v)))
         }
         (None, None) => Ok(None),
     }
@@ -512,7 +520,8 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nbogus = 1\n").is_err());
         let c: FileConfig = toml::from_str("[identity]\njwt_secret = \"s\"\n[limits]\nconcurrency_max = 10\n").unwrap();
         assert_eq!(c.limits.concurrency_max, 10);
-        assert_eq!(c.identity.jwt_secret.as_deref(), Some("s"));
+        assert_eq!(c.identity.jwt_secret.as_ref().map(Secret::expose), Some("s"));
+        assert!(!format!("{c:?}").contains("jwt_secret: Some(\"s\")"), "secrets are redacted in Debug");
         assert_eq!(c.identity.introspection_timeout_ms, 5000);
         let none = FileConfig::default();
         assert_eq!(none.identity.introspection_timeout_ms, 5000);

@@ -130,12 +130,16 @@ pub(crate) fn build_state(
     clock: Clock,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<(Arc<AppState>, Arc<RankingBoard>)> {
-    let salt = match args.salt.clone().or(config::secret("salt", cfg.salt.clone(), cfg.salt_file.as_deref())?) {
-        Some(s) if !s.is_empty() => s,
-        _ if dev => DEV_SALT.to_owned(),
+    let salt = match args.salt.clone().map(Secret::new).or(config::secret(
+        "salt",
+        cfg.salt.clone(),
+        cfg.salt_file.as_deref(),
+    )?) {
+        Some(s) if !s.expose().is_empty() => s,
+        _ if dev => Secret::new(DEV_SALT),
         _ => bail!("salt: required outside --dev (CASHBACK_SALT, --salt, or salt/salt_file in the config file)"),
     };
-    let jwt_secret = args.jwt_secret.clone().or(config::secret(
+    let jwt_secret = args.jwt_secret.clone().map(Secret::new).or(config::secret(
         "identity.jwt_secret",
         cfg.identity.jwt_secret.clone(),
         cfg.identity.jwt_secret_file.as_deref(),
@@ -148,7 +152,7 @@ pub(crate) fn build_state(
             Duration::from_secs(cfg.identity.cache_ttl_secs),
             cfg.identity.cache_entries,
         )),
-        (None, Some(secret)) => Arc::new(JwtResolver::hs256(&Secret::new(secret))),
+        (None, Some(secret)) => Arc::new(JwtResolver::hs256(&secret)),
         (None, None) if dev => Arc::new(JwtResolver::hs256(&Secret::new(DEV_JWT_SECRET))),
         (None, None) => bail!("identity: configure introspection_url or jwt_secret (or run with --dev)"),
     };
@@ -163,7 +167,7 @@ pub(crate) fn build_state(
         Some(k) => tracing::info!(fingerprint = %k.fingerprint_hex(), "OpenPGP key loaded"),
         None => tracing::warn!("no OpenPGP key configured (acquirer.pgp_secret_key_file): .pgp uploads are refused"),
     }
-    let salt_secret = Secret::new(salt);
+    let salt_secret = salt;
     let ranking = Arc::new(RankingBoard::new(cfg.ranking.board()));
     let state = Arc::new(AppState {
         store,
@@ -457,10 +461,10 @@ pub(crate) async fn create_credential(
     scope: String,
     id: Option<String>,
     now: OffsetDateTime,
-) -> anyhow::Result<(Credential, String)> {
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
-    let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+) -> anyhow::Result<(Credential, zeroize::Zeroizing<String>)> {
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(raw.as_mut()).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+    let key = zeroize::Zeroizing::new(hex::encode(raw.as_ref()));
     let cred = Credential {
         id: id.unwrap_or_else(|| format!("{}-{scope}", kind.as_str())),
         kind,
@@ -478,7 +482,7 @@ pub async fn admin(db: DbArgs, cmd: AdminCommand) -> anyhow::Result<()> {
     init_cli_tracing();
     if let AdminCommand::PgpKeygen { out, user_id } = &cmd {
         let key = cashback_pgp::PlatformKey::generate(user_id)?;
-        config::write_private(out, &key.to_armored())?;
+        config::write_private(out, &zeroize::Zeroizing::new(key.to_armored()))?;
         eprintln!("secret key written to {} (fingerprint {})", out.display(), key.fingerprint_hex());
         print!("{}", key.public_key_armored());
         return Ok(());
@@ -511,7 +515,7 @@ async fn run_admin(
             }
             println!(
                 "{}",
-                serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key,
+                serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key.as_str(),
                     "clientCertSha256": fingerprint })
             );
         }

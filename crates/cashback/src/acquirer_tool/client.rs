@@ -83,7 +83,8 @@ impl TlsOptions {
 pub struct Api {
     http: reqwest::Client,
     base: Url,
-    key: String,
+    /// The API key, zeroed when the client is dropped.
+    key: zeroize::Zeroizing<String>,
     opts: ClientOptions,
 }
 
@@ -132,7 +133,7 @@ pub fn parse_base(url: &str) -> anyhow::Result<Url> {
 }
 
 impl Api {
-    pub fn new(base: Url, key: String, opts: ClientOptions) -> anyhow::Result<Api> {
+    pub fn new(base: Url, key: zeroize::Zeroizing<String>, opts: ClientOptions) -> anyhow::Result<Api> {
         if base.scheme() != "https" && opts.tls.any() {
             bail!("--ca-cert, --client-cert and --client-key need an https:// --api");
         }
@@ -158,7 +159,7 @@ impl Api {
     ) -> anyhow::Result<reqwest::Response> {
         let mut attempt = 0;
         loop {
-            let res = make()?.header(API_KEY_HEADER, &self.key).send().await;
+            let res = make()?.header(API_KEY_HEADER, self.key.as_str()).send().await;
             let retry_reason = match res {
                 Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
                     format!("HTTP {}", r.status())
@@ -284,7 +285,7 @@ impl Api {
         let r = self
             .http
             .request(Method::POST, sas_url)
-            .header(API_KEY_HEADER, &self.key)
+            .header(API_KEY_HEADER, self.key.as_str())
             .send()
             .await
             .map_err(|e| transient(anyhow!("asking a SAS: {e}")))?;
@@ -309,7 +310,7 @@ impl Api {
         let r = self
             .http
             .request(Method::PUT, url)
-            .header(API_KEY_HEADER, &self.key)
+            .header(API_KEY_HEADER, self.key.as_str())
             .header("x-ms-blob-type", "BlockBlob")
             .header("x-ms-version", "2021-08-06")
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
