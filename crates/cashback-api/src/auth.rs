@@ -6,6 +6,11 @@
 //! * Issuers, acquirers, the Payment Manager: an API key in `Ocp-Apim-Subscription-Key` (a
 //!   `;product=…` suffix, as the original test suites append, is ignored). Keys are stored as
 //!   SHA-256; lookups are cached for a short TTL, which bounds how long a revoked key still works.
+//! * Mutual TLS, as the original's gateway: a credential may be bound to a client certificate
+//!   (its SHA-256); such a key is accepted only on a TLS connection that presented that
+//!   certificate (`crate::tls::TlsPeer`). With `AppState::client_cert_required`, every issuer and
+//!   acquirer key must be bound and come with its certificate. No certificate → 401; another
+//!   certificate, or an unbound key where one is required → 403.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -143,6 +148,7 @@ struct UserInfo {
 
 impl IntrospectionResolver {
     pub fn new(url: impl Into<String>, timeout: Duration, ttl: Duration, capacity: usize) -> Self {
+        crate::tls::install_default_provider();
         Self {
             url: url.into(),
             client: reqwest::Client::builder().timeout(timeout).build().expect("http client"),
@@ -264,6 +270,7 @@ async fn credential_of_kind(parts: &Parts, state: &SharedState, kind: Credential
     }
     match state.credentials.lookup(&state.store, key).await? {
         Some(c) if c.revoked_at.is_none() && c.kind == kind => {
+            check_client_cert(parts, state, &c)?;
             let who = match kind {
                 CredentialKind::Issuer => crate::rate::Who::Issuer,
                 CredentialKind::Acquirer => crate::rate::Who::Acquirer,
@@ -278,6 +285,29 @@ async fn credential_of_kind(parts: &Parts, state: &SharedState, kind: Credential
             Err(ApiError::forbidden(format!("this API key is for the {} API", c.kind.as_str())))
         }
         _ => Err(ApiError::unauthorized("Ocp-Apim-Subscription-Key: unknown or revoked API key")),
+    }
+}
+
+/// The client certificate rule of a credential (see the module documentation).
+fn check_client_cert(parts: &Parts, state: &SharedState, c: &Credential) -> Result<(), ApiError> {
+    let required = state.client_cert_required && matches!(c.kind, CredentialKind::Issuer | CredentialKind::Acquirer);
+    if c.client_cert_sha256.is_none() && !required {
+        return Ok(());
+    }
+    let presented = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::tls::TlsPeer>>()
+        .and_then(|ci| ci.0.client_cert_sha256.clone());
+    let Some(presented) = presented else {
+        return Err(ApiError::unauthorized(format!(
+            "a client certificate is required with this {} API key (mutual TLS)",
+            c.kind.as_str()
+        )));
+    };
+    match &c.client_cert_sha256 {
+        Some(bound) if bound.eq_ignore_ascii_case(&presented) => Ok(()),
+        Some(_) => Err(ApiError::forbidden("the client certificate is not the one bound to this API key")),
+        None => Err(ApiError::forbidden("this API key has no client certificate bound; mutual TLS is required")),
     }
 }
 

@@ -36,6 +36,7 @@ pub struct HttpIbanChecker {
 
 impl HttpIbanChecker {
     pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
+        crate::tls::install_default_provider();
         Self { url: url.into(), client: reqwest::Client::builder().timeout(timeout).build().expect("http client") }
     }
 }

@@ -22,6 +22,7 @@ pub mod ranking;
 pub mod rate;
 pub mod rtd;
 pub mod state;
+pub mod tls;
 pub mod winning;
 
 use std::time::{Duration, Instant};

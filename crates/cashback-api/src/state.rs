@@ -17,24 +17,9 @@ pub fn system_clock() -> Clock {
     Arc::new(OffsetDateTime::now_utc)
 }
 
-/// A secret string (salt, keys): never printed by `Debug`.
-#[derive(Clone)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    pub fn new(s: impl Into<Arc<str>>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// A secret string (salt, keys): never printed by `Debug`, zeroed when dropped. One type for the
+/// whole platform (the notification sender's configuration uses it too).
+pub use cashback_notify::Secret;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -82,6 +67,9 @@ pub struct AppState {
     pub ranking: Arc<crate::ranking::RankingBoard>,
     /// The console's cached whole-table figures.
     pub console: crate::console_api::ConsoleCache,
+    /// Mutual TLS required: issuer and acquirer API keys are accepted only with the client
+    /// certificate bound to their credential (`crate::auth`).
+    pub client_cert_required: bool,
 }
 
 impl AppState {

@@ -22,14 +22,31 @@ pub enum SenderKind {
     Io,
 }
 
-/// A configuration secret: its `Debug` never shows the value.
-#[derive(Deserialize, Clone, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
+/// A secret of the platform (salt, JWT secret, passphrases, subscription keys): its `Debug`
+/// never shows the value, and the one copy (shared by clones) is zeroed when the last clone is
+/// dropped. `cashback_api::state::Secret` is this type.
+#[derive(Deserialize, Clone)]
+#[serde(from = "String")]
+pub struct Secret(Arc<zeroize::Zeroizing<String>>);
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret::new(value)
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
+    /// Takes the string over (no copy is left behind).
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        Secret(Arc::new(zeroize::Zeroizing::new(value.into())))
     }
 
     /// The value, for the one place that needs it.
@@ -212,6 +229,17 @@ mod tests {
                 ..io("http://127.0.0.1:8080", "k")
             }
         );
+    }
+
+    #[test]
+    fn secrets() {
+        let s: Secret = serde_json::from_str("\"s3cr3t\"").unwrap();
+        assert_eq!(s.expose(), "s3cr3t");
+        let c = s.clone();
+        assert_eq!(c, Secret::new("s3cr3t"));
+        assert_ne!(c, Secret::new("other"));
+        assert!(std::ptr::eq(s.expose(), c.expose()), "clones share the one copy");
+        assert_eq!(format!("{c:?}"), "Secret(<redacted>)");
     }
 
     #[test]

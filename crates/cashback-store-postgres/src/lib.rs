@@ -67,6 +67,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "console", include_str!("../migrations/0005_console.sql")),
     (6, "audit", include_str!("../migrations/0006_audit.sql")),
     (7, "claims", include_str!("../migrations/0007_claims.sql")),
+    (9, "client_cert", include_str!("../migrations/0009_client_cert.sql")),
 ];
 
 /// How many migrations this build knows (the latest version).
@@ -547,6 +548,10 @@ impl Store for PgStore {
 
     async fn audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         ops::audit_events(&mut *self.conn().await?, q).await.map_err(store_err)
+    }
+
+    async fn bind_client_cert(&self, id: &str, cert_sha256: Option<&str>) -> StoreResult<bool> {
+        ops::bind_client_cert(&mut *self.conn().await?, id, cert_sha256).await.map_err(store_err)
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {

@@ -725,7 +725,7 @@ pub async fn seed_award_periods(c: &mut PgConnection, periods: &[AwardPeriod]) -
 
 macro_rules! credential_cols {
     () => {
-        "id, kind, scope, key_sha256, created_at, revoked_at"
+        "id, kind, scope, key_sha256, created_at, revoked_at, client_cert_sha256"
     };
 }
 
@@ -738,17 +738,19 @@ fn credential_from_row(r: &PgRow) -> sqlx::Result<Credential> {
         key_sha256: r.try_get(3)?,
         created_at: get_time(r, 4)?,
         revoked_at: get_opt_time(r, 5)?,
+        client_cert_sha256: r.try_get(6)?,
     })
 }
 
 pub async fn insert_credential(c: &mut PgConnection, cr: &Credential) -> sqlx::Result<()> {
-    sqlx::query(concat!("INSERT INTO credential (", credential_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6)"))
+    sqlx::query(concat!("INSERT INTO credential (", credential_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"))
         .bind(&cr.id)
         .bind(cr.kind.as_str())
         .bind(&cr.scope)
         .bind(&cr.key_sha256)
         .bind(pg_time(cr.created_at))
         .bind(cr.revoked_at.map(pg_time))
+        .bind(&cr.client_cert_sha256)
         .execute(c)
         .await?;
     Ok(())
@@ -771,6 +773,16 @@ pub async fn list_credentials(c: &mut PgConnection) -> sqlx::Result<Vec<Credenti
         .iter()
         .map(credential_from_row)
         .collect()
+}
+
+pub async fn bind_client_cert(c: &mut PgConnection, id: &str, cert_sha256: Option<&str>) -> sqlx::Result<bool> {
+    Ok(sqlx::query("UPDATE credential SET client_cert_sha256 = $2 WHERE id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .bind(cert_sha256)
+        .execute(c)
+        .await?
+        .rows_affected()
+        > 0)
 }
 
 pub async fn revoke_credential(c: &mut PgConnection, id: &str, now: OffsetDateTime) -> sqlx::Result<bool> {

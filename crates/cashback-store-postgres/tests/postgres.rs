@@ -99,6 +99,7 @@ async fn duplicate_credential_is_other() {
         key_sha256: "c".repeat(64),
         created_at: t0(),
         revoked_at: None,
+        client_cert_sha256: None,
     };
     store.insert_credential(&c).await.unwrap();
     assert!(matches!(store.insert_credential(&c).await, Err(StoreError::Other(_))));

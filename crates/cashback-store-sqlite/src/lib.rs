@@ -116,6 +116,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "close", include_str!("../migrations/0006_close.sql")),
     (7, "console", include_str!("../migrations/0007_console.sql")),
     (8, "audit", include_str!("../migrations/0008_audit.sql")),
+    (9, "client_cert", include_str!("../migrations/0009_client_cert.sql")),
 ];
 
 /// A writer job that also appends `event(outcome)` to the audit trail, in the same transaction,
@@ -790,6 +791,11 @@ impl Store for SqliteStore {
 
     async fn audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         self.read(|c| ops::audit_events(c, q))
+    }
+
+    async fn bind_client_cert(&self, id: &str, cert_sha256: Option<&str>) -> StoreResult<bool> {
+        let (id, fp) = (id.to_owned(), cert_sha256.map(str::to_owned));
+        self.write(move |c| ops::bind_client_cert(c, &id, fp.as_deref())).await
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {

@@ -537,12 +537,14 @@ fn credential_from_row(r: &Row<'_>) -> rusqlite::Result<Credential> {
         key_sha256: r.get(3)?,
         created_at: from_micros(r.get(4)?)?,
         revoked_at: r.get::<_, Option<i64>>(5)?.map(from_micros).transpose()?,
+        client_cert_sha256: r.get(6)?,
     })
 }
 
 pub fn insert_credential(c: &Connection, cr: &Credential) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT INTO credential (id, kind, scope, key_sha256, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO credential (id, kind, scope, key_sha256, created_at, revoked_at, client_cert_sha256) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         cr.id,
@@ -550,14 +552,15 @@ pub fn insert_credential(c: &Connection, cr: &Credential) -> rusqlite::Result<()
         cr.scope,
         cr.key_sha256,
         micros(cr.created_at),
-        cr.revoked_at.map(micros)
+        cr.revoked_at.map(micros),
+        cr.client_cert_sha256
     ])?;
     Ok(())
 }
 
 pub fn find_credential(c: &Connection, key_sha256: &str) -> rusqlite::Result<Option<Credential>> {
     c.prepare_cached(
-        "SELECT id, kind, scope, key_sha256, created_at, revoked_at FROM credential WHERE key_sha256 = ?1",
+        "SELECT id, kind, scope, key_sha256, created_at, revoked_at, client_cert_sha256 FROM credential WHERE key_sha256 = ?1",
     )?
     .query_row([key_sha256], credential_from_row)
     .optional()
@@ -565,7 +568,7 @@ pub fn find_credential(c: &Connection, key_sha256: &str) -> rusqlite::Result<Opt
 
 pub fn list_credentials(c: &Connection) -> rusqlite::Result<Vec<Credential>> {
     c.prepare_cached(
-        "SELECT id, kind, scope, key_sha256, created_at, revoked_at FROM credential ORDER BY created_at, id",
+        "SELECT id, kind, scope, key_sha256, created_at, revoked_at, client_cert_sha256 FROM credential ORDER BY created_at, id",
     )?
     .query_map([], credential_from_row)?
     .collect()
@@ -574,6 +577,12 @@ pub fn list_credentials(c: &Connection) -> rusqlite::Result<Vec<Credential>> {
 pub fn revoke_credential(c: &Connection, id: &str, now: OffsetDateTime) -> rusqlite::Result<bool> {
     Ok(c.prepare_cached("UPDATE credential SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
         .execute(params![id, micros(now)])?
+        > 0)
+}
+
+pub fn bind_client_cert(c: &Connection, id: &str, cert_sha256: Option<&str>) -> rusqlite::Result<bool> {
+    Ok(c.prepare_cached("UPDATE credential SET client_cert_sha256 = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![id, cert_sha256])?
         > 0)
 }
 

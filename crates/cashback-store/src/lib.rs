@@ -191,6 +191,8 @@ pub struct Credential {
     pub key_sha256: String,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Mutual TLS: SHA-256 (lower-case hex) of the client certificate this key must come with.
+    pub client_cert_sha256: Option<String>,
 }
 
 /// Count of a citizen's active instruments per channel.
@@ -293,6 +295,9 @@ pub trait Store: CloseStore + ConsoleStore + Send + Sync + 'static {
     async fn list_credentials(&self) -> StoreResult<Vec<Credential>>;
     /// Returns false if no such active credential.
     async fn revoke_credential(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Bind an active credential to a client certificate (its SHA-256), or unbind it (`None`).
+    /// Returns false if no such active credential.
+    async fn bind_client_cert(&self, id: &str, cert_sha256: Option<&str>) -> StoreResult<bool>;
 
     // ---- audit trail (see [`audit`]) ----
     /// Recorded events matching `q`, newest first, at most `q.limit` (capped at

@@ -320,12 +320,37 @@ pub async fn credentials(store: Arc<dyn Store>) {
         key_sha256: "a".repeat(64),
         created_at: t0(),
         revoked_at: None,
+        client_cert_sha256: None,
     };
     store.insert_credential(&c).await.unwrap();
     assert!(store.insert_credential(&c).await.is_err(), "duplicate credential id must fail");
     assert_eq!(store.find_credential_by_key_hash(&"a".repeat(64)).await.unwrap(), Some(c.clone()));
     assert_eq!(store.find_credential_by_key_hash(&"b".repeat(64)).await.unwrap(), None);
     assert_eq!(store.list_credentials().await.unwrap(), vec![c.clone()]);
+    // Client-certificate binding: set, replaced, cleared; stored with the credential.
+    let bound = Credential {
+        id: "acquirer-1".into(),
+        kind: CredentialKind::Acquirer,
+        scope: "12345".into(),
+        key_sha256: "d".repeat(64),
+        created_at: t0(),
+        revoked_at: None,
+        client_cert_sha256: Some("e".repeat(64)),
+    };
+    store.insert_credential(&bound).await.unwrap();
+    assert_eq!(store.find_credential_by_key_hash(&"d".repeat(64)).await.unwrap(), Some(bound.clone()));
+    let fp = "f".repeat(64);
+    assert!(store.bind_client_cert("issuer-1", Some(&fp)).await.unwrap());
+    let got = store.find_credential_by_key_hash(&"a".repeat(64)).await.unwrap().unwrap();
+    assert_eq!(got.client_cert_sha256.as_deref(), Some(fp.as_str()));
+    assert!(store.bind_client_cert("acquirer-1", None).await.unwrap());
+    assert_eq!(store.find_credential_by_key_hash(&"d".repeat(64)).await.unwrap().unwrap().client_cert_sha256, None);
+    assert!(!store.bind_client_cert("nobody", Some(&fp)).await.unwrap(), "unknown credential");
+    assert!(store.bind_client_cert("issuer-1", Some("short")).await.is_err(), "a fingerprint is 64 hex digits");
+    assert_eq!(store.list_credentials().await.unwrap().len(), 2);
+    assert!(store.bind_client_cert("acquirer-1", Some(&fp)).await.unwrap(), "one certificate, two credentials");
+    assert!(store.revoke_credential("acquirer-1", t0()).await.unwrap());
+    assert!(!store.bind_client_cert("acquirer-1", None).await.unwrap(), "revoked credentials are not changed");
     assert!(store.revoke_credential("issuer-1", t0()).await.unwrap());
     assert!(!store.revoke_credential("issuer-1", t0()).await.unwrap());
     assert_eq!(store.find_credential_by_key_hash(&"a".repeat(64)).await.unwrap().unwrap().revoked_at, Some(t0()));

@@ -44,19 +44,29 @@ pub struct AcquirerArgs {
 #[derive(Subcommand)]
 pub enum AcquirerCommand {
     /// Hash, filter, validate, encrypt and send one transaction file (and retry pending uploads).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Throughput of hashing + filtering on synthetic data (20 M hashes, 10 M rows by default).
     Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Default)]
 pub struct RunArgs {
-    /// TOML file with any of: api, api_key, abi, workdir, input, timeout_secs, retries, backoff_ms.
+    /// TOML file with any of: api, api_key, abi, workdir, input, timeout_secs, retries, backoff_ms,
+    /// max_list_age_hours, ca_cert, client_cert, client_key.
     #[arg(long, env = "CASHBACK_ACQUIRER_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Acquirer API base URL (https is not built in: http on a loopback address only).
+    /// Acquirer API base URL: https://…, or http:// on a loopback address only.
     #[arg(long)]
     pub api: Option<String>,
+    /// PEM CA certificate(s) the platform's certificate must chain to (default: the system's roots).
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with --client-key): the one bound to the API key.
+    #[arg(long)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long)]
+    pub client_key: Option<PathBuf>,
     /// Acquirer API key (Ocp-Apim-Subscription-Key).
     #[arg(long, env = "CASHBACK_ACQUIRER_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -101,12 +111,15 @@ struct FileConfig {
     retries: Option<u32>,
     backoff_ms: Option<u64>,
     max_list_age_hours: Option<u64>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 /// Flags, then the config file, then defaults.
 struct Settings {
     api: String,
-    api_key: String,
+    api_key: zeroize::Zeroizing<String>,
     abi: Option<String>,
     workdir: PathBuf,
     input: Option<PathBuf>,
@@ -125,6 +138,7 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
     let api_key = args
         .api_key
         .or(file.api_key)
+        .map(zeroize::Zeroizing::new)
         .context("--api-key is required (or CASHBACK_ACQUIRER_API_KEY, or `api_key` in the config file)")?;
     let age = args.max_list_age_hours.or(file.max_list_age_hours).unwrap_or(48);
     Ok(Settings {
@@ -138,6 +152,11 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
             read_timeout: Duration::from_secs(args.timeout_secs.or(file.timeout_secs).unwrap_or(300)),
             retries: args.retries.or(file.retries).unwrap_or(3),
             backoff: Duration::from_millis(args.backoff_ms.or(file.backoff_ms).unwrap_or(2000)),
+            tls: client::TlsOptions {
+                ca_cert: args.ca_cert.or(file.ca_cert),
+                client_cert: args.client_cert.or(file.client_cert),
+                client_key: args.client_key.or(file.client_key),
+            },
         },
         max_list_age: (age > 0).then(|| Duration::from_secs(age * 3600)),
         quiet: args.quiet,
@@ -146,7 +165,7 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
 
 pub async fn run(args: AcquirerArgs) -> anyhow::Result<()> {
     match args.command {
-        AcquirerCommand::Run(a) => run_once(a).await,
+        AcquirerCommand::Run(a) => run_once(*a).await,
         AcquirerCommand::Bench(a) => tokio::task::spawn_blocking(move || bench::run(a)).await?,
     }
 }
@@ -487,6 +506,21 @@ mod tests {
         assert!(client::parse_base("http://10.0.0.1").is_err());
         assert!(client::parse_base("ftp://127.0.0.1").is_err());
         assert!(client::parse_base("not a url").is_err());
+        assert!(client::parse_base("https://rtd.example.com/").is_ok());
+        let opts = |tls| ClientOptions {
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            retries: 0,
+            backoff: Duration::from_millis(1),
+            tls,
+        };
+        let base = client::parse_base("http://127.0.0.1:1").unwrap();
+        let ca = client::TlsOptions { ca_cert: Some("ca.pem".into()), ..Default::default() };
+        assert!(Api::new(base.clone(), String::from("k").into(), opts(ca)).is_err(), "TLS files need https");
+        let https = client::parse_base("https://127.0.0.1:1").unwrap();
+        let half = client::TlsOptions { client_cert: Some("c.pem".into()), ..Default::default() };
+        let err = Api::new(https, String::from("k").into(), opts(half)).err().unwrap().to_string();
+        assert!(err.contains("both --client-cert and --client-key"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use cashback_api::state::Secret;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,7 +17,7 @@ pub struct FileConfig {
     pub database_replica: Option<String>,
     pub dev: Option<bool>,
     /// The PAN hashing salt, or `salt_file`.
-    pub salt: Option<String>,
+    pub salt: Option<Secret>,
     pub salt_file: Option<PathBuf>,
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -42,6 +44,8 @@ pub struct FileConfig {
     pub scheduler: SchedulerConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
 }
@@ -111,6 +115,41 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self { enabled: true, tick_secs: 60 }
+    }
+}
+
+/// TLS of the listener (`[tls]`; flags `--tls-*` and `CASHBACK_TLS_*` win). Without `cert`
+/// and `key` the listener speaks plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM: the server certificate and its intermediates.
+    pub cert: Option<PathBuf>,
+    /// PEM: the server's private key.
+    pub key: Option<PathBuf>,
+    /// PEM: the CA that issuers' and acquirers' client certificates chain to (mutual TLS).
+    /// Client certificates are then asked for but optional at the TLS layer.
+    pub client_ca: Option<PathBuf>,
+    /// Issuer and acquirer API keys are accepted only with the client certificate bound to
+    /// their credential (`cashback admin credential-bind-cert`).
+    pub require_client_cert: bool,
+    /// A TLS handshake not finished within this is dropped.
+    pub handshake_timeout_ms: u64,
+    /// Handshakes in progress at once.
+    pub handshakes_max: usize,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        let d = cashback_api::tls::HandshakeLimits::default();
+        Self {
+            cert: None,
+            key: None,
+            client_ca: None,
+            require_client_cert: false,
+            handshake_timeout_ms: d.timeout.as_millis() as u64,
+            handshakes_max: d.concurrent,
+        }
     }
 }
 
@@ -225,7 +264,7 @@ pub const DEV_PGP_KEY_FILE: &str = "cashback-dev-pgp.asc";
 /// The platform's OpenPGP key: the configured file, or in dev mode the generated dev key.
 pub fn platform_key(cfg: &AcquirerConfig, dev: bool) -> anyhow::Result<Option<cashback_pgp::PlatformKey>> {
     let passphrase = match std::env::var("CASHBACK_PGP_PASSPHRASE").ok() {
-        Some(p) => Some(p),
+        Some(p) => Some(Secret::new(p)),
         None => secret("acquirer.pgp_passphrase", None, cfg.pgp_passphrase_file.as_deref())?,
     };
     let path = match (&cfg.pgp_secret_key_file, dev) {
@@ -234,16 +273,19 @@ pub fn platform_key(cfg: &AcquirerConfig, dev: bool) -> anyhow::Result<Option<ca
             let p = PathBuf::from(DEV_PGP_KEY_FILE);
             if !p.exists() {
                 let key = cashback_pgp::PlatformKey::generate("cashback dev <dev@cashback.invalid>")?;
-                write_private(&p, &key.to_armored())?;
+                write_private(&p, &Zeroizing::new(key.to_armored()))?;
                 tracing::warn!(path = %p.display(), "generated a development OpenPGP key");
             }
             p
         }
         (None, false) => return Ok(None),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("acquirer.pgp_secret_key_file: reading {}", path.display()))?;
-    let key = cashback_pgp::PlatformKey::from_armored(&text, passphrase.as_deref())
+    // The armoured key is wiped once parsed (rPGP zeroes its own copy of the secret material).
+    let text = Zeroizing::new(
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("acquirer.pgp_secret_key_file: reading {}", path.display()))?,
+    );
+    let key = cashback_pgp::PlatformKey::from_armored(&text, passphrase.as_ref().map(Secret::expose))
         .with_context(|| format!("acquirer.pgp_secret_key_file: {}", path.display()))?;
     Ok(Some(key))
 }
@@ -265,7 +307,7 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// HS256 secret for bearer JWTs (sub = fiscal code), or `jwt_secret_file`.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     pub jwt_secret_file: Option<PathBuf>,
     /// io-backend-like introspection endpoint (`GET` with the bearer token → `{fiscal_code}`).
     pub introspection_url: Option<String>,
@@ -439,14 +481,17 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
-/// A secret from an inline value or a file (trailing newline trimmed); both set is an error.
-pub fn secret(name: &str, inline: Option<String>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+/// A secret from an inline value or a file (trailing newline trimmed in place, so no copy of the
+/// value is left behind); both set is an error.
+pub fn secret(name: &str, inline: Option<Secret>, file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
     match (inline, file) {
         (Some(_), Some(_)) => bail!("{name}: set either the value or the file, not both"),
         (Some(v), None) => Ok(Some(v)),
         (None, Some(f)) => {
-            let v = std::fs::read_to_string(f).with_context(|| format!("{name}: reading {}", f.display()))?;
-            Ok(Some(v.trim_end_matches(['\n', '\r']).to_owned()))
+            let mut v = std::fs::read_to_string(f).with_context(|| format!("{name}: reading {}", f.display()))?;
+            let len = v.trim_end_matches(['\n', '\r']).len();
+            v.truncate(len);
+            Ok(Some(Secret::new(v)))
         }
         (None, None) => Ok(None),
     }
@@ -492,7 +537,8 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nbogus = 1\n").is_err());
         let c: FileConfig = toml::from_str("[identity]\njwt_secret = \"s\"\n[limits]\nconcurrency_max = 10\n").unwrap();
         assert_eq!(c.limits.concurrency_max, 10);
-        assert_eq!(c.identity.jwt_secret.as_deref(), Some("s"));
+        assert_eq!(c.identity.jwt_secret.as_ref().map(Secret::expose), Some("s"));
+        assert!(!format!("{c:?}").contains("jwt_secret: Some(\"s\")"), "secrets are redacted in Debug");
         assert_eq!(c.identity.introspection_timeout_ms, 5000);
         let none = FileConfig::default();
         assert_eq!(none.identity.introspection_timeout_ms, 5000);
@@ -511,5 +557,12 @@ mod tests {
         let r: FileConfig = toml::from_str("[rate_limits.citizen]\nper_second = 0\nburst = 0\n").unwrap();
         assert_eq!(r.rate_limits.rates().citizen, cashback_api::rate::Rate::OFF);
         assert!(toml::from_str::<FileConfig>("[rate_limits.citizen]\nper_second = 1\n").is_err(), "burst is required");
+        assert!(none.tls.cert.is_none() && !none.tls.require_client_cert, "plain HTTP by default");
+        let t: FileConfig =
+            toml::from_str("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nrequire_client_cert = true\n").unwrap();
+        assert_eq!(t.tls.cert.as_deref(), Some(Path::new("c.pem")));
+        assert!(t.tls.require_client_cert);
+        assert_eq!(t.tls.handshake_timeout_ms, 10_000);
+        assert!(toml::from_str::<FileConfig>("[tls]\ncertificate = \"c.pem\"\n").is_err());
     }
 }

@@ -299,7 +299,7 @@ async fn seed(
         store.import_enrollments(batch).await?;
         n = end;
     }
-    Ok((operator_key, acquirer_key))
+    Ok((operator_key.to_string(), acquirer_key.to_string()))
 }
 
 /// Send one acquirer file through the acquirer API (SAS, then PUT); its report.

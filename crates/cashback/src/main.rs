@@ -63,6 +63,25 @@ pub struct ServeArgs {
     /// Account-holder check service URL (validate-account-holder).
     #[arg(long, env = "CASHBACK_IBAN_CHECK_URL")]
     pub iban_check_url: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS of `serve` (each overrides `[tls]` of the config file).
+#[derive(Args, Default)]
+pub struct TlsArgs {
+    /// PEM certificate chain: serve HTTPS instead of plain HTTP (with --tls-key).
+    #[arg(long, env = "CASHBACK_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CASHBACK_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA of the issuers' and acquirers' client certificates (mutual TLS; optional per connection).
+    #[arg(long, env = "CASHBACK_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Issuer and acquirer API keys work only with the client certificate bound to them.
+    #[arg(long, env = "CASHBACK_TLS_REQUIRE_CLIENT_CERT")]
+    pub tls_require_client_cert: bool,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +126,7 @@ fn cli_actor() -> String {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    cashback_api::tls::install_default_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::serve(args)),

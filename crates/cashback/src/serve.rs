@@ -130,12 +130,16 @@ pub(crate) fn build_state(
     clock: Clock,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<(Arc<AppState>, Arc<RankingBoard>)> {
-    let salt = match args.salt.clone().or(config::secret("salt", cfg.salt.clone(), cfg.salt_file.as_deref())?) {
-        Some(s) if !s.is_empty() => s,
-        _ if dev => DEV_SALT.to_owned(),
+    let salt = match args.salt.clone().map(Secret::new).or(config::secret(
+        "salt",
+        cfg.salt.clone(),
+        cfg.salt_file.as_deref(),
+    )?) {
+        Some(s) if !s.expose().is_empty() => s,
+        _ if dev => Secret::new(DEV_SALT),
         _ => bail!("salt: required outside --dev (CASHBACK_SALT, --salt, or salt/salt_file in the config file)"),
     };
-    let jwt_secret = args.jwt_secret.clone().or(config::secret(
+    let jwt_secret = args.jwt_secret.clone().map(Secret::new).or(config::secret(
         "identity.jwt_secret",
         cfg.identity.jwt_secret.clone(),
         cfg.identity.jwt_secret_file.as_deref(),
@@ -148,7 +152,7 @@ pub(crate) fn build_state(
             Duration::from_secs(cfg.identity.cache_ttl_secs),
             cfg.identity.cache_entries,
         )),
-        (None, Some(secret)) => Arc::new(JwtResolver::hs256(&Secret::new(secret))),
+        (None, Some(secret)) => Arc::new(JwtResolver::hs256(&secret)),
         (None, None) if dev => Arc::new(JwtResolver::hs256(&Secret::new(DEV_JWT_SECRET))),
         (None, None) => bail!("identity: configure introspection_url or jwt_secret (or run with --dev)"),
     };
@@ -163,7 +167,7 @@ pub(crate) fn build_state(
         Some(k) => tracing::info!(fingerprint = %k.fingerprint_hex(), "OpenPGP key loaded"),
         None => tracing::warn!("no OpenPGP key configured (acquirer.pgp_secret_key_file): .pgp uploads are refused"),
     }
-    let salt_secret = Secret::new(salt);
+    let salt_secret = salt;
     let ranking = Arc::new(RankingBoard::new(cfg.ranking.board()));
     let state = Arc::new(AppState {
         store,
@@ -186,6 +190,7 @@ pub(crate) fn build_state(
         rate: cashback_api::rate::RateLimits::new(cfg.rate_limits.rates()),
         ranking: ranking.clone(),
         console: Default::default(),
+        client_cert_required: require_client_cert(args, cfg),
     });
     Ok((state, ranking))
 }
@@ -250,14 +255,60 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::period::run_scheduler(store.clone(), cfg.payout.clone(), cfg.privacy.retention_days, tick));
     }
     let app = cashback_api::router(state.clone());
+    let tls = tls_setup(&args, &cfg)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    tracing::info!(%listen, backend = store.backend(), dev, openapi = cashback_api::OPENAPI_PATH, "cashback serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%listen, scheme, backend = store.backend(), dev, openapi = cashback_api::OPENAPI_PATH, "cashback serving");
+    match tls {
+        Some((config, limits)) => {
+            use cashback_api::tls::{TlsListener, TlsPeer};
+            let listener = TlsListener::new(listener, config, limits)?;
+            axum::serve(listener, app.into_make_service_with_connect_info::<TlsPeer>())
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?,
+    }
     tracing::info!("draining writes");
     store.close().await;
     reads.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+type TlsListenerConfig = (Arc<rustls::ServerConfig>, cashback_api::tls::HandshakeLimits);
+
+/// The listener's TLS from the flags over `[tls]`; `None` = plain HTTP.
+fn tls_setup(args: &ServeArgs, cfg: &FileConfig) -> anyhow::Result<Option<TlsListenerConfig>> {
+    let (a, c) = (&args.tls, &cfg.tls);
+    let cert = a.tls_cert.as_ref().or(c.cert.as_ref());
+    let key = a.tls_key.as_ref().or(c.key.as_ref());
+    let client_ca = a.tls_client_ca.as_ref().or(c.client_ca.as_ref());
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if client_ca.is_some() || require_client_cert(args, cfg) {
+                bail!("tls: a client CA or required client certificates need TLS (--tls-cert and --tls-key)");
+            }
+            return Ok(None);
+        }
+        _ => bail!("tls: give both the certificate chain and the private key (--tls-cert, --tls-key)"),
+    };
+    if require_client_cert(args, cfg) && client_ca.is_none() {
+        bail!("tls: requiring client certificates needs their CA (--tls-client-ca or [tls] client_ca)");
+    }
+    let files = cashback_api::tls::TlsFiles { cert, key, client_ca: client_ca.map(|p| p.as_path()) };
+    let config = cashback_api::tls::server_config(&files).map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+    let limits = cashback_api::tls::HandshakeLimits {
+        timeout: Duration::from_millis(c.handshake_timeout_ms.max(1)),
+        concurrent: c.handshakes_max.max(1),
+    };
+    tracing::info!(client_ca = client_ca.is_some(), require_client_cert = require_client_cert(args, cfg), "TLS on");
+    Ok(Some((config, limits)))
+}
+
+fn require_client_cert(args: &ServeArgs, cfg: &FileConfig) -> bool {
+    args.tls.tls_require_client_cert || cfg.tls.require_client_cert
 }
 
 /// Record the open periods' ranking snapshots (`cashback_api::ranking::record_ranking_snapshots`)
@@ -309,6 +360,24 @@ pub enum AdminCommand {
         /// Identifier (default: KIND-SCOPE).
         #[arg(long)]
         id: Option<String>,
+        /// Bind the key to this client certificate (PEM; mutual TLS): see credential-bind-cert.
+        #[arg(long)]
+        client_cert: Option<std::path::PathBuf>,
+    },
+    /// Bind a credential's API key to a client certificate (mutual TLS): the key is then accepted
+    /// only on TLS connections that present that certificate. Give the certificate (PEM) or its
+    /// SHA-256 fingerprint; --unbind removes the binding. Running servers apply it within the
+    /// credential cache TTL.
+    CredentialBindCert {
+        id: String,
+        /// The client certificate, PEM (its first certificate is bound).
+        #[arg(long, conflicts_with_all = ["sha256", "unbind"])]
+        cert: Option<std::path::PathBuf>,
+        /// Its SHA-256 (64 hex digits; colons allowed, as `openssl x509 -fingerprint -sha256` prints).
+        #[arg(long, conflicts_with = "unbind")]
+        sha256: Option<String>,
+        #[arg(long)]
+        unbind: bool,
     },
     /// List credentials (never the keys).
     CredentialList,
@@ -419,6 +488,12 @@ fn parse_time(field: &str, s: Option<&str>) -> anyhow::Result<Option<OffsetDateT
     .transpose()
 }
 
+/// The SHA-256 of the first certificate of a PEM file.
+fn cert_fingerprint(path: &std::path::Path) -> anyhow::Result<String> {
+    let certs = cashback_api::tls::read_certs(path).map_err(|e| anyhow::anyhow!("client certificate: {e}"))?;
+    Ok(cashback_api::tls::cert_sha256(&certs[0]))
+}
+
 fn parse_date(field: &str, s: &str) -> anyhow::Result<time::Date> {
     time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
         .with_context(|| format!("{field}: expected YYYY-MM-DD"))
@@ -432,10 +507,10 @@ pub(crate) async fn create_credential(
     scope: String,
     id: Option<String>,
     now: OffsetDateTime,
-) -> anyhow::Result<(Credential, String)> {
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
-    let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+) -> anyhow::Result<(Credential, zeroize::Zeroizing<String>)> {
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(raw.as_mut()).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+    let key = zeroize::Zeroizing::new(hex::encode(raw.as_ref()));
     let cred = Credential {
         id: id.unwrap_or_else(|| format!("{}-{scope}", kind.as_str())),
         kind,
@@ -443,6 +518,7 @@ pub(crate) async fn create_credential(
         key_sha256: sha256_hex(key.as_bytes()),
         created_at: now,
         revoked_at: None,
+        client_cert_sha256: None,
     };
     store.insert_credential(&cred).await.context("creating the credential (is the id already used?)")?;
     Ok((cred, key))
@@ -452,7 +528,7 @@ pub async fn admin(db: DbArgs, cmd: AdminCommand) -> anyhow::Result<()> {
     init_cli_tracing();
     if let AdminCommand::PgpKeygen { out, user_id } = &cmd {
         let key = cashback_pgp::PlatformKey::generate(user_id)?;
-        config::write_private(out, &key.to_armored())?;
+        config::write_private(out, &zeroize::Zeroizing::new(key.to_armored()))?;
         eprintln!("secret key written to {} (fingerprint {})", out.display(), key.fingerprint_hex());
         print!("{}", key.public_key_armored());
         return Ok(());
@@ -472,16 +548,21 @@ async fn run_admin(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::CredentialCreate { kind, scope, id } => {
+        AdminCommand::CredentialCreate { kind, scope, id, client_cert } => {
             let kind =
                 CredentialKind::parse(&kind).context("kind: must be issuer, acquirer, payment-manager or operator")?;
             if kind == CredentialKind::Issuer {
                 cashback_domain::enrollment::Channel::parse(&scope).map_err(|e| anyhow::anyhow!("scope: {e}"))?;
             }
+            let fingerprint = client_cert.as_deref().map(cert_fingerprint).transpose()?;
             let (cred, key) = create_credential(store, kind, scope, id, now).await?;
+            if let Some(fp) = &fingerprint {
+                store.bind_client_cert(&cred.id, Some(fp)).await?;
+            }
             println!(
                 "{}",
-                serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key })
+                serde_json::json!({ "id": cred.id, "kind": kind.as_str(), "scope": cred.scope, "apiKey": key.as_str(),
+                    "clientCertSha256": fingerprint })
             );
         }
         AdminCommand::CredentialList => {
@@ -490,9 +571,24 @@ async fn run_admin(
                     "{}",
                     serde_json::json!({ "id": c.id, "kind": c.kind.as_str(), "scope": c.scope,
                         "createdAt": cashback_api::dto::timestamp(c.created_at),
-                        "revokedAt": c.revoked_at.map(cashback_api::dto::timestamp) })
+                        "revokedAt": c.revoked_at.map(cashback_api::dto::timestamp),
+                        "clientCertSha256": c.client_cert_sha256 })
                 );
             }
+        }
+        AdminCommand::CredentialBindCert { id, cert, sha256, unbind } => {
+            let fingerprint = match (cert, sha256, unbind) {
+                (Some(path), None, false) => Some(cert_fingerprint(&path)?),
+                (None, Some(hex), false) => Some(
+                    cashback_api::tls::parse_fingerprint(&hex).context("--sha256: expected 64 hexadecimal digits")?,
+                ),
+                (None, None, true) => None,
+                _ => bail!("give one of --cert FILE, --sha256 HEX or --unbind"),
+            };
+            if !store.bind_client_cert(&id, fingerprint.as_deref()).await? {
+                bail!("no active credential with id {id}");
+            }
+            println!("{}", serde_json::json!({ "id": id, "clientCertSha256": fingerprint }));
         }
         AdminCommand::CredentialRevoke { id } => {
             if !store.revoke_credential(&id, now).await? {

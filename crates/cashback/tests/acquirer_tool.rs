@@ -3,6 +3,8 @@
 //! uploaded → ingested by the platform → counted for the right citizens. Also: 409 on a second
 //! run counts as sent, a failed upload waits in pending/ and goes out on the next run, a file
 //! with another sender code is not sent, and no clear PAN appears in any output or log.
+//! Over HTTPS with mutual TLS too: the tool checks the platform's certificate against
+//! `--ca-cert` and presents the client certificate bound to its API key.
 //! On SQLite and PostgreSQL (`CASHBACK_TEST_PG_URL`, never skipped: the PostgreSQL test panics
 //! without it).
 //!
@@ -14,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{ApiKey, BIN, Backend, DEV_SALT, Server, TestDb, adult, hpan_of, luhn_complete};
+use common::pki::Pki;
+use common::{ApiKey, BIN, Backend, DEV_SALT, Opts, Server, TestDb, adult, hpan_of, luhn_complete};
 use reqwest::Method;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -38,11 +41,16 @@ struct Run {
 }
 
 async fn run_tool(api: &str, key: &ApiKey, input: Option<&Path>, workdir: &Path) -> Run {
+    run_tool_with(api, key, input, workdir, &[]).await
+}
+
+async fn run_tool_with(api: &str, key: &ApiKey, input: Option<&Path>, workdir: &Path, extra: &[String]) -> Run {
     let mut cmd = Command::new(BIN);
     cmd.env_remove("CASHBACK_ACQUIRER_API_KEY").env_remove("CASHBACK_ACQUIRER_CONFIG");
     cmd.args(["acquirer", "run", "--api", api, "--workdir"])
         .arg(workdir)
         .args(["--retries", "1", "--backoff-ms", "50", "--timeout-secs", "30", "--quiet"])
+        .args(extra)
         .env("CASHBACK_ACQUIRER_API_KEY", &key.key);
     if let Some(i) = input {
         cmd.arg("--input").arg(i);
@@ -259,4 +267,97 @@ async fn acquirer_tool_end_to_end_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquirer_tool_end_to_end_on_postgres() {
     scenario(Backend::Postgres).await;
+}
+
+/// The tool over HTTPS against a server that requires mutual TLS for acquirer keys.
+async fn over_mutual_tls(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let today = OffsetDateTime::now_utc().date();
+    let (start, end) = (today - time::Duration::days(30), today + time::Duration::days(30));
+    db.admin(&["period-set", "--id", "90", "--start", &start.to_string(), "--end", &end.to_string()]).await;
+    let pki = Pki::new(&db.dir.path().join("pki"), "platform");
+    let cert = pki.client("acquirer-12345");
+    let other = pki.client("someone-else");
+    let out = db
+        .admin(&[
+            "credential-create",
+            "--kind",
+            "acquirer",
+            "--scope",
+            ABI,
+            "--id",
+            "acq-mtls",
+            "--client-cert",
+            &cert.cert_path.display().to_string(),
+        ])
+        .await;
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let acq = ApiKey { id: "acq-mtls".into(), key: v["apiKey"].as_str().unwrap().to_owned() };
+    let ca = pki.ca_path.display().to_string();
+    let opts = Opts::dev().https(&pki).arg("--tls-client-ca").arg(&ca).arg("--tls-require-client-cert");
+    let srv = Server::start(db.clone(), opts).await;
+    assert!(srv.base.starts_with("https://"));
+
+    let pan = luhn_complete("411111000000777");
+    let cf = adult("TLSTO");
+    let token = srv.login(&cf).await;
+    srv.io(Method::PUT, "/bpd/io/citizen", &token, None).await.expect(200);
+    let h = hpan_of(&pan, DEV_SALT);
+    srv.io(Method::PUT, &format!("/bpd/io/payment-instruments/{h}"), &token, None).await.expect(200);
+
+    let at = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let inbox = db.dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let name = format!("CSTAR.{ABI}.TRNLOG.20261121.101010.001.csv");
+    std::fs::write(inbox.join(&name), row(ABI, "M1", &pan, at, 4_000) + "\n").unwrap();
+    let arg = |s: &str| s.to_owned();
+    let path = |p: &Path| p.display().to_string();
+    let mtls = |c: &common::pki::ClientCert| {
+        vec![
+            arg("--ca-cert"),
+            arg(&ca),
+            arg("--client-cert"),
+            path(&c.cert_path),
+            arg("--client-key"),
+            path(&c.key_path),
+        ]
+    };
+
+    // Without a client certificate: the platform answers 401, nothing is sent.
+    let work = db.dir.path().join("work");
+    let r = run_tool_with(&srv.base, &acq, Some(&inbox), &work, &[arg("--ca-cert"), arg(&ca)]).await;
+    assert!(!r.ok && r.summary["status"] == "FAILED", "{}\n{}", r.stdout, r.stderr);
+    assert!(r.summary["error"].as_str().unwrap().contains("401"), "{}", r.summary);
+    // Another certificate of the same CA: 403.
+    let r = run_tool_with(&srv.base, &acq, Some(&inbox), &work, &mtls(&other)).await;
+    assert!(!r.ok && r.summary["error"].as_str().unwrap().contains("403"), "{}", r.summary);
+    // The system's roots do not know the platform's CA: the TLS connection fails.
+    let no_ca = [arg("--client-cert"), path(&cert.cert_path), arg("--client-key"), path(&cert.key_path)].to_vec();
+    let r = run_tool_with(&srv.base, &acq, Some(&inbox), &work, &no_ca).await;
+    assert!(!r.ok && r.summary["status"] == "FAILED", "{}", r.summary);
+    assert_eq!(names_in(&inbox), [name.as_str()], "the input waits for a successful run");
+
+    // The bound certificate: the file is hashed, encrypted, uploaded and ingested over mTLS.
+    let r = run_tool_with(&srv.base, &acq, Some(&inbox), &work, &mtls(&cert)).await;
+    assert!(r.ok, "the mTLS run failed:\n{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.summary["status"], "SENT", "{}", r.summary);
+    assert_eq!(r.summary["report"]["accepted"], 1, "{}", r.summary);
+    let total = "/bpd/io/winning-transactions/total-cashback?awardPeriodId=90";
+    let tot = srv.send(srv.req(Method::GET, total).bearer_auth(&token)).await.json_with(200);
+    assert_eq!(tot, json!({"totalCashback": 4, "transactionNumber": 1}));
+    // Client certificate files with an http:// URL are refused before anything is sent.
+    let r = run_tool_with("http://127.0.0.1:9", &acq, None, &work, &mtls(&cert)).await;
+    assert!(!r.ok && r.stderr.contains("need an https://"), "{}", r.stderr);
+    drop(srv);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquirer_tool_over_mutual_tls_on_sqlite() {
+    over_mutual_tls(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquirer_tool_over_mutual_tls_on_postgres() {
+    over_mutual_tls(Backend::Postgres).await;
 }

@@ -51,6 +51,7 @@ struct Acked {
 /// Writes until the server stops answering: card PUTs for `token`'s citizen, and every 8th
 /// request the enrollment of a new citizen (`PUT /citizen/v2`) followed by its IBAN.
 async fn write_until_dead(base: String, tokens: Vec<String>, stop: Arc<AtomicBool>) -> Acked {
+    cashback_api::tls::install_default_provider();
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
     let mut acked = Acked::default();
     let mut i = 0usize;
@@ -186,6 +187,7 @@ async fn kill9_during_write_burst_loses_no_acknowledged_write_postgres() {
 
 /// Fire `n` card PUTs at once; (status, has Retry-After, seconds) of each.
 async fn burst(srv: &Server, token: &str, n: usize) -> Vec<(u16, bool, f64)> {
+    cashback_api::tls::install_default_provider();
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
     let tasks: Vec<_> = (0..n)
         .map(|_| {

@@ -126,6 +126,7 @@ async fn enroll(srv: &Server, i: usize, cards: &[String]) {
 /// Upload through the RTD API with a client of our own (the upload may be cut by a kill):
 /// the status and the body, or the transport error.
 async fn try_upload(base: &str, key: &ApiKey, name: &str, body: Vec<u8>) -> Result<(u16, Value), String> {
+    cashback_api::tls::install_default_provider();
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
     let sas: Value = http
         .post(format!("{base}/rtd/csv-transaction/rtd/sas"))

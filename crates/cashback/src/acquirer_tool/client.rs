@@ -1,8 +1,10 @@
 //! The acquirer API client (paths of `cashback_api::rtd`): salt, hashed-PAN list, public key,
 //! SAS + upload. Connect and read timeouts; transport errors, 5xx and 429 are retried with
-//! exponential backoff; other statuses are answered at once.
+//! exponential backoff; other statuses are answered at once. HTTPS with rustls (ring): the
+//! platform's certificate is checked against `--ca-cert` (else the system's roots), and a client
+//! certificate is presented for mutual TLS when one is configured.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -27,12 +29,62 @@ pub struct ClientOptions {
     pub retries: u32,
     /// First backoff; doubled per attempt.
     pub backoff: Duration,
+    pub tls: TlsOptions,
+}
+
+/// TLS of the client (PEM files).
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// The CA certificate(s) the platform's certificate must chain to; `None` = the system's roots.
+    pub ca_cert: Option<PathBuf>,
+    /// Mutual TLS: the client certificate (chain) and its private key.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// Applies the options to `b`; a client certificate needs its key and vice versa.
+    fn apply(&self, mut b: reqwest::ClientBuilder) -> anyhow::Result<reqwest::ClientBuilder> {
+        if let Some(ca) = &self.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("--ca-cert: reading {}", ca.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--ca-cert {}: not PEM certificates", ca.display()))?;
+            if roots.is_empty() {
+                bail!("--ca-cert {}: no certificate in the file", ca.display());
+            }
+            b = b.tls_certs_only(roots);
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                // Certificate and key in one PEM buffer, wiped when dropped.
+                let mut pem = zeroize::Zeroizing::new(
+                    std::fs::read(cert).with_context(|| format!("--client-cert: reading {}", cert.display()))?,
+                );
+                pem.push(b'\n');
+                let key_pem = zeroize::Zeroizing::new(
+                    std::fs::read(key).with_context(|| format!("--client-key: reading {}", key.display()))?,
+                );
+                pem.extend_from_slice(&key_pem);
+                let identity = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| anyhow!("--client-cert {} / --client-key {}: {e}", cert.display(), key.display()))?;
+                b = b.identity(identity);
+            }
+            (None, None) => {}
+            _ => bail!("mutual TLS needs both --client-cert and --client-key"),
+        }
+        Ok(b)
+    }
+
+    fn any(&self) -> bool {
+        self.ca_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some()
+    }
 }
 
 pub struct Api {
     http: reqwest::Client,
     base: Url,
-    key: String,
+    /// The API key, zeroed when the client is dropped.
+    key: zeroize::Zeroizing<String>,
     opts: ClientOptions,
 }
 
@@ -66,9 +118,7 @@ pub struct UploadError {
 pub fn parse_base(url: &str) -> anyhow::Result<Url> {
     let u = Url::parse(url).with_context(|| format!("--api {url:?} is not a URL"))?;
     match u.scheme() {
-        "https" => bail!(
-            "--api {url}: this build has no TLS client; reach the platform through a TLS-terminating proxy on a loopback address (http://127.0.0.1:PORT)"
-        ),
+        "https" => {}
         "http" => {
             let host = u.host_str().unwrap_or("");
             let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -83,13 +133,17 @@ pub fn parse_base(url: &str) -> anyhow::Result<Url> {
 }
 
 impl Api {
-    pub fn new(base: Url, key: String, opts: ClientOptions) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
+    pub fn new(base: Url, key: zeroize::Zeroizing<String>, opts: ClientOptions) -> anyhow::Result<Api> {
+        if base.scheme() != "https" && opts.tls.any() {
+            bail!("--ca-cert, --client-cert and --client-key need an https:// --api");
+        }
+        cashback_api::tls::install_default_provider();
+        let builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
-            .user_agent(USER_AGENT)
-            .build()?;
+            .user_agent(USER_AGENT);
+        let http = opts.tls.apply(builder)?.build()?;
         Ok(Api { http, base, key, opts })
     }
 
@@ -105,7 +159,7 @@ impl Api {
     ) -> anyhow::Result<reqwest::Response> {
         let mut attempt = 0;
         loop {
-            let res = make()?.header(API_KEY_HEADER, &self.key).send().await;
+            let res = make()?.header(API_KEY_HEADER, self.key.as_str()).send().await;
             let retry_reason = match res {
                 Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
                     format!("HTTP {}", r.status())
@@ -231,7 +285,7 @@ impl Api {
         let r = self
             .http
             .request(Method::POST, sas_url)
-            .header(API_KEY_HEADER, &self.key)
+            .header(API_KEY_HEADER, self.key.as_str())
             .send()
             .await
             .map_err(|e| transient(anyhow!("asking a SAS: {e}")))?;
@@ -256,7 +310,7 @@ impl Api {
         let r = self
             .http
             .request(Method::PUT, url)
-            .header(API_KEY_HEADER, &self.key)
+            .header(API_KEY_HEADER, self.key.as_str())
             .header("x-ms-blob-type", "BlockBlob")
             .header("x-ms-version", "2021-08-06")
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")

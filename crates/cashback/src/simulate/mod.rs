@@ -348,6 +348,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         jwt_secret: None,
         introspection_url: None,
         iban_check_url: None,
+        tls: Default::default(),
     };
     let (state, ranking) = build_state(&serve_args, &cfg, true, store.clone(), store.clone(), clock, None)?;
     state.refresh_periods().await?;

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -262,12 +264,14 @@ pub struct Opts {
     pub dev: bool,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// HTTPS: the CA (PEM) the harness's client trusts; `None` = plain HTTP.
+    pub tls_ca: Option<String>,
 }
 
 impl Opts {
     /// `--dev`, `RUST_LOG=info`.
     pub fn dev() -> Self {
-        Opts { dev: true, args: Vec::new(), env: vec![("RUST_LOG".into(), "info".into())] }
+        Opts { dev: true, args: Vec::new(), env: vec![("RUST_LOG".into(), "info".into())], tls_ca: None }
     }
     /// Without `--dev` (identity and salt must then be given).
     pub fn prod() -> Self {
@@ -275,6 +279,13 @@ impl Opts {
     }
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
+        self
+    }
+    /// Serve HTTPS with the server certificate of `pki` (the harness's client trusts its CA).
+    pub fn https(mut self, pki: &pki::Pki) -> Self {
+        self.args.extend(["--tls-cert".into(), pki.server_cert.display().to_string()]);
+        self.args.extend(["--tls-key".into(), pki.server_key.display().to_string()]);
+        self.tls_ca = Some(pki.ca_pem.clone());
         self
     }
     pub fn env(mut self, k: &str, v: &str) -> Self {
@@ -358,6 +369,7 @@ pub fn free_port() -> u16 {
 }
 
 pub fn http_client() -> reqwest::Client {
+    cashback_api::tls::install_default_provider();
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("http client")
 }
 
@@ -396,15 +408,12 @@ impl Server {
                 .stdout(log.try_clone().expect("log file handle"))
                 .stderr(log);
             let child = cmd.spawn().expect("spawning cashback serve");
-            let mut srv = Server {
-                base: format!("http://{addr}"),
-                addr,
-                db: db.clone(),
-                http: http_client(),
-                log_path,
-                child,
-                transcript: Mutex::new(Vec::new()),
+            let (base, http) = match &opts.tls_ca {
+                Some(ca) => (format!("https://{addr}"), pki::https_client(ca, None)),
+                None => (format!("http://{addr}"), http_client()),
             };
+            let mut srv =
+                Server { base, addr, db: db.clone(), http, log_path, child, transcript: Mutex::new(Vec::new()) };
             match srv.wait_healthy(Duration::from_secs(15)).await {
                 Ok(()) => return srv,
                 Err(e) => {
@@ -422,12 +431,12 @@ impl Server {
 
     async fn wait_healthy(&mut self, max: Duration) -> Result<(), String> {
         let deadline = Instant::now() + max;
-        let probe = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(1)).build().expect("client");
+        let probe = self.http.clone();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("the server exited early ({status}); log:\n{}", self.log()));
             }
-            if let Ok(r) = probe.get(format!("{}/health", self.base)).send().await
+            if let Ok(r) = probe.get(format!("{}/health", self.base)).timeout(Duration::from_secs(1)).send().await
                 && r.status().as_u16() == 200
             {
                 let body: Value = r.json().await.map_err(|e| e.to_string())?;
