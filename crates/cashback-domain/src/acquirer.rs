@@ -249,14 +249,41 @@ pub struct AcquirerRecord {
     pub par: Option<String>,
 }
 
-impl AcquirerRecord {
-    /// Parses the raw `;`-separated fields of one line (bytes, not yet UTF-8 checked).
-    ///
-    /// Each field is trimmed of surrounding ASCII whitespace first. The field count must equal
-    /// `layout.columns()` (else field `record`). Currency (column 10) must be `978`; in E1 an empty
-    /// currency is accepted too (it meant EUR). Operation types `02`/`03` (E1 ApplePay/GooglePay
-    /// payments) are read as payments in E1 only. The first invalid column, left to right, is reported.
-    pub fn parse(fields: &[&[u8]], layout: RecordLayout) -> Result<AcquirerRecord, ValidationError> {
+/// One row's columns validated in place, borrowed from the line: the same rules as
+/// [`AcquirerRecord::parse`] (which goes through it), without allocating. Text columns are the
+/// trimmed bytes of the line, checked to be ASCII (so `std::str::from_utf8` on them cannot
+/// fail). Column 4 is whatever the caller's column-4 rule makes of it: an [`Hpan`] on the
+/// platform, a card number ([`crate::PanDigits`]) in the acquirer's tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a, C> {
+    pub sender_code: &'a [u8],
+    pub operation: OperationType,
+    pub circuit_type: u8,
+    pub column4: C,
+    pub timestamp: OffsetDateTime,
+    pub id_trx_acquirer: &'a [u8],
+    pub id_trx_issuer: Option<&'a [u8]>,
+    pub correlation_id: Option<&'a [u8]>,
+    pub amount: Money,
+    pub acquirer_id: &'a [u8],
+    pub merchant_id: &'a [u8],
+    pub terminal_id: &'a [u8],
+    pub bin: &'a [u8],
+    pub mcc: Option<&'a [u8]>,
+    pub merchant_fiscal_code: Option<&'a [u8]>,
+    pub vat: Option<&'a [u8]>,
+    pub pos_type: Option<PosType>,
+    pub par: Option<&'a [u8]>,
+}
+
+impl<'a, C> RecordView<'a, C> {
+    /// Validates the raw `;`-separated fields of one line (see [`AcquirerRecord::parse`] for the
+    /// rules); column 4, trimmed, goes through `column4` in its left-to-right turn.
+    pub fn parse_with(
+        fields: &[&'a [u8]],
+        layout: RecordLayout,
+        column4: impl FnOnce(&'a [u8]) -> Result<C, ValidationError>,
+    ) -> Result<RecordView<'a, C>, ValidationError> {
         let expected = layout.columns();
         if fields.len() != expected {
             return Err(ValidationError::new("record", format!("expected {expected} fields, found {}", fields.len())));
@@ -284,7 +311,7 @@ impl AcquirerRecord {
             Some(d) => num(d) as u8,
             None => return Err(code_err("circuit_type", "must be exactly 2 ASCII digits", f(2))),
         };
-        let hpan = parse_hpan(f(3))?;
+        let column4 = column4(f(3))?;
         let timestamp = timestamp_bytes(f(4))?;
         let id_trx_acquirer = visible("id_trx_acquirer", f(5), 1)?;
         let id_trx_issuer = if !e2 && f(6).is_empty() { None } else { Some(visible("id_trx_issuer", f(6), 1)?) };
@@ -302,7 +329,7 @@ impl AcquirerRecord {
         let merchant_id = visible("merchant_id", f(11), 1)?;
         let terminal_id = visible("terminal_id", f(12), 1)?;
         let bin = match f(13) {
-            v if matches!(v.len(), 6 | 8) && v.iter().all(u8::is_ascii_digit) => ascii(v),
+            v if matches!(v.len(), 6 | 8) && v.iter().all(u8::is_ascii_digit) => v,
             v => return Err(code_err("bin", "must be exactly 6 or 8 ASCII digits", v)),
         };
         let mcc = if !e2 && f(14).is_empty() {
@@ -324,19 +351,19 @@ impl AcquirerRecord {
             };
             let par = match f(18) {
                 b"" => None,
-                v if v.len() == 29 && v.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) => Some(ascii(v)),
+                v if v.len() == 29 && v.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) => Some(v),
                 v => return Err(code_err("par", "must be empty or exactly 29 ASCII upper-case letters or digits", v)),
             };
-            (Some(ascii(fiscal)), vat, Some(pos_type), par)
+            (Some(fiscal), vat, Some(pos_type), par)
         } else {
             (None, None, None, None)
         };
 
-        Ok(AcquirerRecord {
+        Ok(RecordView {
             sender_code,
             operation,
             circuit_type,
-            hpan,
+            column4,
             timestamp,
             id_trx_acquirer,
             id_trx_issuer,
@@ -351,6 +378,40 @@ impl AcquirerRecord {
             vat,
             pos_type,
             par,
+        })
+    }
+}
+
+impl AcquirerRecord {
+    /// Parses the raw `;`-separated fields of one line (bytes, not yet UTF-8 checked).
+    ///
+    /// Each field is trimmed of surrounding ASCII whitespace first. The field count must equal
+    /// `layout.columns()` (else field `record`). Currency (column 10) must be `978`; in E1 an empty
+    /// currency is accepted too (it meant EUR). Operation types `02`/`03` (E1 ApplePay/GooglePay
+    /// payments) are read as payments in E1 only. The first invalid column, left to right, is reported.
+    /// The validation is [`RecordView::parse_with`]'s, with column 4 an [`Hpan`].
+    pub fn parse(fields: &[&[u8]], layout: RecordLayout) -> Result<AcquirerRecord, ValidationError> {
+        let v = RecordView::parse_with(fields, layout, parse_hpan)?;
+        let own = |s: &[u8]| ascii(s).to_owned();
+        Ok(AcquirerRecord {
+            sender_code: own(v.sender_code),
+            operation: v.operation,
+            circuit_type: v.circuit_type,
+            hpan: v.column4,
+            timestamp: v.timestamp,
+            id_trx_acquirer: own(v.id_trx_acquirer),
+            id_trx_issuer: v.id_trx_issuer.map(own),
+            correlation_id: v.correlation_id.map(own),
+            amount: v.amount,
+            acquirer_id: own(v.acquirer_id),
+            merchant_id: own(v.merchant_id),
+            terminal_id: own(v.terminal_id),
+            bin: own(v.bin),
+            mcc: v.mcc.map(own),
+            merchant_fiscal_code: v.merchant_fiscal_code.map(own),
+            vat: v.vat.map(own),
+            pos_type: v.pos_type,
+            par: v.par.map(own),
         })
     }
 
@@ -541,7 +602,7 @@ fn parse_amount(v: &[u8]) -> Result<Money, ValidationError> {
 }
 
 /// A field of visible ASCII characters (0x21–0x7E), `min..=255` long.
-fn visible(field: &'static str, v: &[u8], min: usize) -> Result<String, ValidationError> {
+fn visible<'a>(field: &'static str, v: &'a [u8], min: usize) -> Result<&'a [u8], ValidationError> {
     const MAX: usize = 255;
     if v.len() < min {
         return Err(ValidationError::new(field, "must not be empty"));
@@ -559,18 +620,24 @@ fn visible(field: &'static str, v: &[u8], min: usize) -> Result<String, Validati
     if v.len() > MAX {
         return Err(ValidationError::new(field, format!("must be at most {MAX} characters, got {}", v.len())));
     }
-    Ok(ascii(v))
+    Ok(v)
 }
 
 /// A field of ASCII letters and digits, `min..=max` long; `expected` is the reason on failure.
-fn alnum(field: &'static str, v: &[u8], min: usize, max: usize, expected: &str) -> Result<String, ValidationError> {
+fn alnum<'a>(
+    field: &'static str,
+    v: &'a [u8],
+    min: usize,
+    max: usize,
+    expected: &str,
+) -> Result<&'a [u8], ValidationError> {
     if v.is_empty() && min > 0 {
         return Err(ValidationError::new(field, format!("{expected}, got an empty value")));
     }
     if v.len() < min || v.len() > max || !v.iter().all(u8::is_ascii_alphanumeric) {
         return Err(code_err(field, expected, v));
     }
-    Ok(ascii(v))
+    Ok(v)
 }
 
 /// `"<expected>, got \"<value>\""`, or `"<expected>, got an empty value"`.
@@ -582,7 +649,7 @@ fn code_err(field: &'static str, expected: &str, v: &[u8]) -> ValidationError {
     }
 }
 
-fn optional(s: String) -> Option<String> {
+fn optional(s: &[u8]) -> Option<&[u8]> {
     if s.is_empty() { None } else { Some(s) }
 }
 
@@ -597,9 +664,9 @@ fn echo(v: &[u8]) -> String {
 }
 
 /// The string of bytes already checked to be ASCII.
-fn ascii(v: &[u8]) -> String {
+fn ascii(v: &[u8]) -> &str {
     debug_assert!(v.is_ascii());
-    String::from_utf8(v.to_vec()).expect("checked: ASCII")
+    std::str::from_utf8(v).expect("checked: ASCII")
 }
 
 /// `v` if it is exactly `N` ASCII digits.
@@ -1155,6 +1222,33 @@ mod tests {
         let reason = rejected(e2, 19, &"A".repeat(256), "par", "exactly 29");
         assert!(reason.contains(&format!("\"{}...\"", "A".repeat(64))), "{reason}");
         assert!(!reason.contains(&"A".repeat(65)));
+    }
+
+    #[test]
+    fn record_view_is_the_records_validation() {
+        let r = e2_row();
+        let fields: Vec<&[u8]> = r.iter().map(|s| s.as_bytes()).collect();
+        let v = RecordView::parse_with(&fields, RecordLayout::E2, |c| Ok(c.len())).unwrap();
+        let rec = parse(&r, RecordLayout::E2).unwrap();
+        assert_eq!(v.column4, 64);
+        assert_eq!(
+            (v.sender_code, v.id_trx_acquirer, v.bin, v.par),
+            (&b"99999"[..], &b"0123456789ARN"[..], &b"40236010"[..], Some(PAR.as_bytes()))
+        );
+        assert_eq!((v.timestamp, v.amount, v.pos_type), (rec.timestamp, rec.amount, rec.pos_type));
+        assert_eq!((v.correlation_id, v.vat), (None, Some(&b"12345678901"[..])));
+        // Column 4 is checked in its left-to-right turn, with the caller's rule.
+        let col4_err = |_: &[u8]| -> Result<(), ValidationError> { Err(ValidationError::new("pan", "x")) };
+        let mut bad = e2_row();
+        bad[4] = "nope".into();
+        let fields: Vec<&[u8]> = bad.iter().map(|s| s.as_bytes()).collect();
+        assert_eq!(RecordView::parse_with(&fields, RecordLayout::E2, col4_err).unwrap_err().field, "pan");
+        bad[2] = "X".into();
+        let fields: Vec<&[u8]> = bad.iter().map(|s| s.as_bytes()).collect();
+        assert_eq!(RecordView::parse_with(&fields, RecordLayout::E2, col4_err).unwrap_err().field, "circuit_type");
+        bad[2] = "01".into();
+        let fields: Vec<&[u8]> = bad.iter().map(|s| s.as_bytes()).collect();
+        assert_eq!(RecordView::parse_with(&fields, RecordLayout::E2, |_| Ok(())).unwrap_err().field, "date_time");
     }
 
     #[test]

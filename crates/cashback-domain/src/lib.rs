@@ -24,5 +24,5 @@ pub use error::ValidationError;
 pub use fiscal_code::FiscalCode;
 pub use iban::Iban;
 pub use money::Money;
-pub use pan::{Hpan, Pan};
+pub use pan::{Hpan, Pan, PanDigits};
 pub use period::{AwardPeriod, AwardPeriodStatus};

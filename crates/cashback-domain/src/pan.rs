@@ -16,21 +16,8 @@ impl Pan {
     /// Parses a card number, reporting errors under `field`. Spaces and dashes are removed
     /// first; the rest must be 12–19 digits passing the Luhn check.
     pub fn parse(s: &str, field: &'static str) -> Result<Pan, ValidationError> {
-        let digits: String = s.chars().filter(|&c| c != ' ' && c != '-').collect();
-        if digits.is_empty() {
-            return Err(ValidationError::new(field, "must not be empty"));
-        }
-        if !digits.chars().all(|c| c.is_ascii_digit()) {
-            return Err(ValidationError::new(field, "must contain only digits"));
-        }
-        let len = digits.len();
-        if !(12..=19).contains(&len) {
-            return Err(ValidationError::new(field, format!("must be 12 to 19 digits, got {len}")));
-        }
-        if !luhn_valid(digits.as_bytes()) {
-            return Err(ValidationError::new(field, "fails the Luhn check"));
-        }
-        Ok(Pan(digits))
+        let digits = PanDigits::parse(s.as_bytes(), field)?;
+        Ok(Pan(String::from_utf8(digits.as_bytes().to_vec()).expect("checked: ASCII digits")))
     }
 
     /// The full card number (digits only). Sensitive: hash it, never log or store it.
@@ -47,6 +34,70 @@ impl Pan {
     /// Salted hash: lower-case hex of `SHA-256(digits + salt)`.
     pub fn hash(&self, salt: &str) -> Hpan {
         Hpan(sha256_hex(&self.0, salt))
+    }
+}
+
+/// A validated card number held on the stack: the same rules as [`Pan::parse`] (which goes
+/// through it), without allocating — for the acquirer tool's per-row hot path. Its `Debug`
+/// prints only the first 6 and last 4 digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PanDigits {
+    buf: [u8; 19],
+    len: u8,
+}
+
+impl PanDigits {
+    /// Parses a card number from raw bytes, reporting errors under `field`: spaces and dashes
+    /// are removed; the rest must be 12–19 ASCII digits passing the Luhn check. The reasons are
+    /// those of [`Pan::parse`] and never echo the value.
+    pub fn parse(s: &[u8], field: &'static str) -> Result<PanDigits, ValidationError> {
+        let mut buf = [0u8; 19];
+        let (mut len, mut other) = (0usize, false);
+        for &b in s {
+            if b == b' ' || b == b'-' {
+                continue;
+            }
+            if b.is_ascii_digit() {
+                if len < buf.len() {
+                    buf[len] = b;
+                }
+            } else {
+                other = true;
+            }
+            len += 1;
+        }
+        if len == 0 {
+            return Err(ValidationError::new(field, "must not be empty"));
+        }
+        if other {
+            return Err(ValidationError::new(field, "must contain only digits"));
+        }
+        if !(12..=19).contains(&len) {
+            return Err(ValidationError::new(field, format!("must be 12 to 19 digits, got {len}")));
+        }
+        if !luhn_valid(&buf[..len]) {
+            return Err(ValidationError::new(field, "fails the Luhn check"));
+        }
+        Ok(PanDigits { buf, len: len as u8 })
+    }
+
+    /// The digits. Sensitive: hash them, never log or store them.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// The salted hash as the 32-byte digest `SHA-256(digits + salt)` (what [`Pan::hash`]
+    /// spells in hex).
+    pub fn hash_bytes(&self, salt: &[u8]) -> [u8; 32] {
+        salted_sha256(self.as_bytes(), salt)
+    }
+}
+
+impl fmt::Debug for PanDigits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.as_bytes();
+        let stars = "*".repeat(d.len() - 10);
+        write!(f, "{}{stars}{}", d[..6].escape_ascii(), d[d.len() - 4..].escape_ascii())
     }
 }
 
@@ -123,10 +174,11 @@ impl AsRef<str> for Hpan {
 }
 
 fn sha256_hex(value: &str, salt: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(value.as_bytes());
-    hasher.update(salt.as_bytes());
-    hex::encode(hasher.finalize())
+    hex::encode(salted_sha256(value.as_bytes(), salt.as_bytes()))
+}
+
+fn salted_sha256(value: &[u8], salt: &[u8]) -> [u8; 32] {
+    Sha256::new().chain_update(value).chain_update(salt).finalize().into()
 }
 
 /// Luhn (mod 10) check over ASCII digits.
@@ -208,6 +260,39 @@ mod tests {
         assert_eq!(reason(" - "), "must not be empty");
         let e = Pan::parse("1", "panCode").unwrap_err();
         assert_eq!(e.field, "panCode");
+    }
+
+    #[test]
+    fn pan_digits_follow_the_pan_rules() {
+        for s in [
+            "4111111111111111",
+            "4111 1111-1111 1111",
+            "123456789015",
+            "1234567890123456785",
+            "4111111111111112",
+            "12345678903",
+            "12345678901234567894",
+            "123456789012345678901234567890",
+            "4111x11111111111",
+            "41111111111111111111111x",
+            "４１１１",
+            "",
+            " - ",
+        ] {
+            let d = PanDigits::parse(s.as_bytes(), "pan");
+            match Pan::parse(s, "pan") {
+                Ok(p) => {
+                    let d = d.unwrap();
+                    assert_eq!(d.as_bytes(), p.as_str().as_bytes());
+                    assert_eq!(Hpan::from_bytes(&d.hash_bytes(b"salt")), p.hash("salt"));
+                    assert_eq!(format!("{d:?}"), p.masked());
+                }
+                Err(e) => assert_eq!(d.unwrap_err(), e, "{s:?}"),
+            }
+        }
+        assert_eq!(reason("123456789012345678901234567890"), "must be 12 to 19 digits, got 30");
+        assert_eq!(reason("41111111111111111111111x"), "must contain only digits");
+        assert!(PanDigits::parse(b"4111\xff11111111111", "pan").is_err());
     }
 
     #[test]

@@ -357,7 +357,8 @@ async fn process_input(api: &Api, s: &Settings, input: &Path, summary: &mut Summ
     let (inp, outp, rejp) = (input.clone(), out_path.clone(), rej_path.clone());
     let t = Instant::now();
     let stats = tokio::task::spawn_blocking(move || -> anyhow::Result<FilterStats> {
-        filter_file(&inp, &outp, &rejp, &salt, &abi, &set, |n| pb.set_position(n))
+        let filter = Filter { salt: &salt, abi: &abi, enrolled: &set, threads: 0 };
+        filter_file(&filter, &inp, &outp, &rejp, |n| pb.set_position(n))
     })
     .await??;
     bar.finish_and_clear();
@@ -436,31 +437,40 @@ fn finish_input(s: &Settings, input: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Streams `input` through the filter into `output` (with a `#sha256sum:` line of the raw input
-/// first) and the rejected-row report.
+/// Streams `input` through `filter` into `output` (with a `#sha256sum:` line of the raw input
+/// first, fsynced) and the rejected-row report.
 pub fn filter_file(
+    filter: &Filter,
     input: &Path,
     output: &Path,
     rejects: &Path,
-    salt: &str,
-    abi: &str,
-    set: &HpanSet,
     progress: impl FnMut(u64),
 ) -> anyhow::Result<FilterStats> {
+    let (stats, out) = filter_file_unsynced(filter, input, output, rejects, progress)?;
+    out.sync_all().with_context(|| format!("writing {}", output.display()))?;
+    Ok(stats)
+}
+
+/// [`filter_file`] up to its final `fsync` of the output, which is left to the caller (the
+/// benchmark times it apart).
+pub(crate) fn filter_file_unsynced(
+    filter: &Filter,
+    input: &Path,
+    output: &Path,
+    rejects: &Path,
+    progress: impl FnMut(u64),
+) -> anyhow::Result<(FilterStats, std::fs::File)> {
     use std::io::{Seek, SeekFrom, Write};
     const HEADER_LEN: usize = "#sha256sum:".len() + 64 + 1;
     let inp = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let mut out = std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
     out.write_all(&[b'#'; HEADER_LEN])?; // placeholder, rewritten below
     let rej = std::fs::File::create(rejects).with_context(|| format!("creating {}", rejects.display()))?;
-    let filter = Filter { salt, abi, enrolled: set };
     let stats =
         filter.run(inp, std::io::BufWriter::with_capacity(1 << 20, &out), std::io::BufWriter::new(rej), progress)?;
-    let hex: String = stats.input_sha256.iter().map(|b| format!("{b:02x}")).collect();
     out.seek(SeekFrom::Start(0))?;
-    out.write_all(format!("#sha256sum:{hex}\n").as_bytes())?;
-    out.sync_all()?;
-    Ok(stats)
+    out.write_all(format!("#sha256sum:{}\n", hex::encode(stats.input_sha256)).as_bytes())?;
+    Ok((stats, out))
 }
 
 fn check_list_age(last_modified: &str, max: Duration) -> anyhow::Result<()> {
@@ -579,7 +589,8 @@ mod tests {
         std::fs::write(&input, &row).unwrap();
         let set = HpanSet::from_digests(vec![cashback_domain::Pan::parse(pan, "pan").unwrap().hash("s").to_bytes()]);
         let (out, rej) = (dir.path().join("out.csv"), dir.path().join("rej.csv"));
-        let stats = filter_file(&input, &out, &rej, "s", "12345", &set, |_| {}).unwrap();
+        let filter = Filter { salt: "s", abi: "12345", enrolled: &set, threads: 2 };
+        let stats = filter_file(&filter, &input, &out, &rej, |_| {}).unwrap();
         assert_eq!(stats.kept, 1);
         let text = std::fs::read_to_string(&out).unwrap();
         let (first, rest) = text.split_once('\n').unwrap();

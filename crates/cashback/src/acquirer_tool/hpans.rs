@@ -1,6 +1,8 @@
-//! The enrolled hashed-PAN list as an exact membership set: sorted 32-byte SHA-256 digests
-//! (32 bytes per card: 20 M cards ≈ 640 MB), binary search, no false positives. The list is read
-//! line by line from the zip entry; its text is never held in memory.
+//! The enrolled hashed-PAN list as an exact membership set: the sorted 32-byte SHA-256 digests
+//! (32 bytes per card: 20 M cards = 640 MB) plus a bucket index on their leading bits (about one
+//! digest per bucket, 4 bytes per bucket: 64 MiB for 20 M), so a lookup is one load in the index
+//! and one or two neighbouring digests compared in full — exact, no false positives. The list is
+//! read line by line from the zip entry; its text is never held in memory.
 
 use std::io::{self, BufRead, Read};
 use std::path::Path;
@@ -13,35 +15,89 @@ const MAX_ENTRIES: usize = 1000;
 const MAX_ENTRY_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Largest uncompressed/compressed ratio (hex text of random digests compresses about 2:1).
 const MAX_RATIO: u64 = 10;
+/// Most index bits: 2^24 buckets (64 MiB of index), about one digest per bucket at 16 M cards.
+const MAX_BITS: u32 = 24;
+/// Lookups done together by [`HpanSet::contains_batch`].
+pub const BATCH: usize = 128;
 
-/// An exact set of hpans: the sorted digests, and where each 16-bit prefix starts (so a lookup
-/// is a binary search over a few hundred neighbouring digests, not over the whole list).
+/// An exact set of hpans: the sorted digests, and where each bucket (the digests sharing their
+/// leading `bits` bits) starts.
 #[derive(Debug)]
 pub struct HpanSet {
     sorted: Vec<[u8; 32]>,
-    /// `starts[p]..starts[p + 1]`: the digests whose first two bytes are `p` (65,537 entries).
+    /// `starts[b]..starts[b + 1]`: the digests of bucket `b` (2^bits + 1 entries).
     starts: Vec<u32>,
+    /// 64 - bits: a digest's bucket is its first 8 bytes (big-endian) shifted right by this.
+    shift: u32,
+}
+
+/// The first 8 bytes of a digest, big-endian (the order of the sorted digests).
+fn lead(d: &[u8; 32]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
 }
 
 impl HpanSet {
     /// From digests in any order (duplicates removed).
     pub fn from_digests(mut v: Vec<[u8; 32]>) -> HpanSet {
-        v.sort_unstable();
+        v.sort_unstable_by(|a, b| lead(a).cmp(&lead(b)).then_with(|| a.cmp(b)));
         v.dedup();
-        v.shrink_to_fit();
+        if v.capacity() - v.len() > v.len() / 16 {
+            v.shrink_to_fit();
+        }
         assert!(v.len() < u32::MAX as usize, "at most 4 G hpans");
-        let starts = (0..=1usize << 16).map(|p| v.partition_point(|d| usize::from(prefix(d)) < p) as u32).collect();
-        HpanSet { sorted: v, starts }
+        // About one digest per bucket.
+        let bits = (usize::BITS - v.len().leading_zeros()).clamp(1, MAX_BITS);
+        let shift = 64 - bits;
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for d in &v {
+            starts[(lead(d) >> shift) as usize + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        HpanSet { sorted: v, starts, shift }
     }
 
     pub fn len(&self) -> usize {
         self.sorted.len()
     }
 
+    /// Bytes held (digests and index), for the figures.
+    pub fn heap_bytes(&self) -> usize {
+        self.sorted.capacity() * 32 + self.starts.capacity() * 4
+    }
+
+    fn bucket(&self, digest: &[u8; 32]) -> (usize, usize) {
+        let b = (lead(digest) >> self.shift) as usize;
+        (self.starts[b] as usize, self.starts[b + 1] as usize)
+    }
+
     pub fn contains(&self, digest: &[u8; 32]) -> bool {
-        let p = usize::from(prefix(digest));
-        let (lo, hi) = (self.starts[p] as usize, self.starts[p + 1] as usize);
-        self.sorted[lo..hi].binary_search(digest).is_ok()
+        let (lo, hi) = self.bucket(digest);
+        self.sorted[lo..hi].contains(digest)
+    }
+
+    /// `found[i] = self.contains(&digests[i])`, for up to [`BATCH`] digests at a time: the index
+    /// entries are loaded first, then the first digest of every bucket, each pass with no
+    /// dependency between its loads, so their cache misses overlap instead of queueing.
+    pub fn contains_batch(&self, digests: &[[u8; 32]], found: &mut [bool]) {
+        assert_eq!(digests.len(), found.len());
+        let mut spans = [(0usize, 0usize); BATCH];
+        for (digests, found) in digests.chunks(BATCH).zip(found.chunks_mut(BATCH)) {
+            for (s, d) in spans.iter_mut().zip(digests) {
+                *s = self.bucket(d);
+            }
+            let mut touch = 0u8;
+            for &(lo, _) in &spans[..digests.len()] {
+                touch ^= self.sorted.get(lo).map_or(0, |d| d[0]);
+            }
+            std::hint::black_box(touch);
+            for (f, d) in found.iter_mut().zip(digests) {
+                *f = self.contains(d);
+            }
+        }
     }
 
     /// Appends the hpans of a text list (one 64-hex line each, `\n` or `\r\n`, empty lines
@@ -110,10 +166,6 @@ impl HpanSet {
     }
 }
 
-fn prefix(d: &[u8; 32]) -> u16 {
-    u16::from_be_bytes([d[0], d[1]])
-}
-
 fn decode_hex32(s: &[u8]) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
@@ -174,6 +226,50 @@ mod tests {
         assert!(!HpanSet::from_digests(Vec::new()).contains(&[0u8; 32]));
         let err = HpanSet::read_lines(format!("{}\nxyz\n", hex(&a)).as_bytes(), &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn batched_lookups_are_exact() {
+        use sha2::{Digest, Sha256};
+        let digest = |i: u64| -> [u8; 32] { Sha256::digest(i.to_le_bytes()).into() };
+        for n in [1u64, 2, 3, 1000, 70_000] {
+            let set = HpanSet::from_digests((0..n).map(digest).chain((0..n / 2).map(digest)).collect());
+            assert_eq!(set.len() as u64, n);
+            let (mut probes, mut expected) = (Vec::new(), Vec::new());
+            for i in 0..2 * n {
+                probes.push(digest(i));
+                expected.push(i < n);
+            }
+            // Near misses: one bit off in the last, the middle and the leading bytes (same
+            // bucket, or a neighbouring one).
+            for i in 0..n {
+                for (byte, bit) in [(31, 1u8), (16, 0x80), (8, 1), (2, 1), (0, 0x80)] {
+                    let mut d = digest(i);
+                    d[byte] ^= bit;
+                    probes.push(d);
+                    expected.push(false);
+                }
+            }
+            probes.extend([[0u8; 32], [0xff; 32]]);
+            expected.extend([false, false]);
+            let mut found = vec![true; probes.len()];
+            set.contains_batch(&probes, &mut found);
+            assert_eq!(found, expected, "n = {n}");
+            for (p, e) in probes.iter().zip(&expected) {
+                assert_eq!(set.contains(p), *e);
+            }
+        }
+        // Bucket boundaries: digests differing only past the index bits share a bucket.
+        let mut same = Vec::new();
+        for last in 0..=255u8 {
+            let mut d = [0x5a; 32];
+            d[31] = last;
+            same.push(d);
+        }
+        let set = HpanSet::from_digests(same.iter().step_by(2).copied().collect());
+        for (i, d) in same.iter().enumerate() {
+            assert_eq!(set.contains(d), i % 2 == 0);
+        }
     }
 
     fn zip_with(entries: &[(&str, &str)]) -> tempfile::NamedTempFile {
