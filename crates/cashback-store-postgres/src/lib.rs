@@ -551,7 +551,14 @@ impl Store for PgStore {
     }
 
     async fn bind_client_cert(&self, id: &str, cert_sha256: Option<&str>) -> StoreResult<bool> {
-        ops::bind_client_cert(&mut *self.conn().await?, id, cert_sha256).await.map_err(store_err)
+        let actor = audit::current_actor();
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let changed = ops::bind_client_cert(&mut tx, id, cert_sha256).await.map_err(store_err)?;
+        if let Some(ev) = audit::events::credential_cert_bound(id, cert_sha256, changed) {
+            ops::record_audit(&mut tx, &actor, OffsetDateTime::now_utc(), &ev).await.map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(changed)
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {

@@ -795,7 +795,14 @@ impl Store for SqliteStore {
 
     async fn bind_client_cert(&self, id: &str, cert_sha256: Option<&str>) -> StoreResult<bool> {
         let (id, fp) = (id.to_owned(), cert_sha256.map(str::to_owned));
-        self.write(move |c| ops::bind_client_cert(c, &id, fp.as_deref())).await
+        let ev_fp = fp.clone();
+        let ev_id = id.clone();
+        self.write(audited(
+            OffsetDateTime::now_utc(),
+            move |c| ops::bind_client_cert(c, &id, fp.as_deref()),
+            move |changed| audit::events::credential_cert_bound(&ev_id, ev_fp.as_deref(), *changed),
+        ))
+        .await
     }
 
     async fn begin_acquirer_file(&self, file: NewAcquirerFile, now: OffsetDateTime) -> StoreResult<BeginFile> {

@@ -74,6 +74,7 @@ pub enum AuditAction {
     EnrollmentsImported,
     CredentialCreated,
     CredentialRevoked,
+    CredentialCertBound,
     AwardPeriodSet,
     PeriodClosed,
     PayoutPrepared,
@@ -86,7 +87,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 18] = [
+    pub const ALL: [AuditAction; 19] = [
         Self::CitizenEnrolled,
         Self::CitizenPayoffSet,
         Self::CitizenWithdrawn,
@@ -96,6 +97,7 @@ impl AuditAction {
         Self::EnrollmentsImported,
         Self::CredentialCreated,
         Self::CredentialRevoked,
+        Self::CredentialCertBound,
         Self::AwardPeriodSet,
         Self::PeriodClosed,
         Self::PayoutPrepared,
@@ -118,6 +120,7 @@ impl AuditAction {
             Self::EnrollmentsImported => "enrollments.imported",
             Self::CredentialCreated => "credential.created",
             Self::CredentialRevoked => "credential.revoked",
+            Self::CredentialCertBound => "credential.cert_bound",
             Self::AwardPeriodSet => "award_period.set",
             Self::PeriodClosed => "period.closed",
             Self::PayoutPrepared => "payout.prepared",
@@ -258,11 +261,20 @@ pub mod events {
     }
 
     pub fn credential_created(c: &Credential) -> NewAuditEvent {
-        ev(A::CredentialCreated, format!("credential:{}", c.id), json!({ "kind": c.kind.as_str(), "scope": c.scope }))
+        ev(
+            A::CredentialCreated,
+            format!("credential:{}", c.id),
+            json!({ "kind": c.kind.as_str(), "scope": c.scope, "clientCertSha256": c.client_cert_sha256 }),
+        )
     }
 
     pub fn credential_revoked(id: &str, revoked: bool) -> Option<NewAuditEvent> {
         revoked.then(|| ev(A::CredentialRevoked, format!("credential:{id}"), json!({})))
+    }
+
+    /// A client certificate bound to a credential (`Some` fingerprint) or unbound (`None`).
+    pub fn credential_cert_bound(id: &str, cert_sha256: Option<&str>, changed: bool) -> Option<NewAuditEvent> {
+        changed.then(|| ev(A::CredentialCertBound, format!("credential:{id}"), json!({ "clientCertSha256": cert_sha256 })))
     }
 
     pub fn award_period_set(p: &AwardPeriod) -> NewAuditEvent {
