@@ -1193,8 +1193,10 @@ pub async fn audit_trail(store: Arc<dyn Store>) {
         key_sha256: "ab".repeat(32),
         created_at: t + secs(12),
         revoked_at: None,
+        client_cert_sha256: None,
     };
     store.insert_credential(&cred).await.unwrap();
+    assert!(store.bind_client_cert("op-1", Some(&"cd".repeat(32))).await.unwrap());
     assert!(store.revoke_credential("op-1", t + secs(13)).await.unwrap());
     assert!(!store.revoke_credential("op-1", t + secs(14)).await.unwrap());
 
@@ -1214,6 +1216,7 @@ pub async fn audit_trail(store: Arc<dyn Store>) {
             (ca.as_str(), "instrument.enrolled", h2s.as_str()),
             (ca.as_str(), "citizen.withdrawn", b.as_str()),
             ("system", "credential.created", "credential:op-1"),
+            ("system", "credential.cert_bound", "credential:op-1"),
             ("system", "credential.revoked", "credential:op-1"),
         ]
     );
