@@ -82,6 +82,11 @@ key() { # kind scope → the API key
   "$BIN" admin --database "$DB" credential-create --kind "$1" --scope "$2" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["apiKey"])'
 }
+# Award periods 0 and 1 (small ids: the fuzzer draws them often; no programme periods are
+# seeded then): one ended 10 days ago, inside its complaint window, and one running now.
+day() { python3 -c "import datetime, sys; print(datetime.date.today() + datetime.timedelta(days=int(sys.argv[1])))" "$1"; }
+"$BIN" admin --database "$DB" period-set --id 0 --start "$(day -60)" --end "$(day -10)" --min-transactions 2 >/dev/null
+"$BIN" admin --database "$DB" period-set --id 1 --start "$(day -5)" --end "$(day 25)" --min-transactions 2 >/dev/null
 ISSUER_KEY="$(key issuer FUZZBANK)"
 ACQUIRER_KEY="$(key acquirer 99999)"
 PM_KEY="$(key payment-manager pm)"
@@ -112,15 +117,22 @@ bearer = "${CB_BEARER}"
 [auth.openapi.apiKey]
 api_key = "${CB_API_KEY}"
 
+# A body over the API's size limit (16 KiB) is refused with 413 before it is read, valid or
+# not: e.g. a 2000-character text of \u-escaped astral characters.
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "429", "5xx"]
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+
 [[operations]]
 include-operation-id-regex = "^(io_file_complaint|ops_stats|patch_citizen(_v1|_v2)?|delete_citizen_v[12])$"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "413", "429", "5xx"]
 
 # An upload is also refused as a whole (422) when its content cannot be read (e.g. not
 # encrypted to the platform key): the content is the file, which no schema describes.
 [[operations]]
 include-operation-id = "upload"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "422", "429", "5xx"]
 EOF
 
 export SCHEMATHESIS_HOOKS="$ROOT/scripts/schemathesis_hooks.py"
