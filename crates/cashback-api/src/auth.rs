@@ -148,10 +148,9 @@ struct UserInfo {
 
 impl IntrospectionResolver {
     pub fn new(url: impl Into<String>, timeout: Duration, ttl: Duration, capacity: usize) -> Self {
-        crate::tls::install_default_provider();
         Self {
             url: url.into(),
-            client: reqwest::Client::builder().timeout(timeout).build().expect("http client"),
+            client: crate::tls::build_client(|| reqwest::Client::builder().timeout(timeout)).expect("http client"),
             timeout,
             cache: TtlCache::new(ttl, capacity),
         }

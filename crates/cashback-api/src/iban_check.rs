@@ -36,8 +36,8 @@ pub struct HttpIbanChecker {
 
 impl HttpIbanChecker {
     pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
-        crate::tls::install_default_provider();
-        Self { url: url.into(), client: reqwest::Client::builder().timeout(timeout).build().expect("http client") }
+        let client = crate::tls::build_client(|| reqwest::Client::builder().timeout(timeout)).expect("http client");
+        Self { url: url.into(), client }
     }
 }
 

@@ -85,7 +85,12 @@ impl utoipa::Modify for SecuritySchemes {
         );
         c.add_security_scheme(
             "apiKey",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("Ocp-Apim-Subscription-Key"))),
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Ocp-Apim-Subscription-Key",
+                "API key of an issuer, acquirer, Payment Manager or operator credential. A key bound to a client \
+                 certificate (mutual TLS) is accepted only on a TLS connection that presented it: none → 401, \
+                 another → 403.",
+            ))),
         );
     }
 }

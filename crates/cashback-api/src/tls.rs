@@ -39,6 +39,17 @@ pub fn install_default_provider() {
     }
 }
 
+/// Builds an outbound HTTP client: TLS trusts the system's roots; on a host without any (no
+/// `ca-certificates`), it trusts none instead of failing, so `http://` URLs still work and an
+/// `https://` one fails per request, as it did before the platform had a TLS client.
+pub fn build_client(make: impl Fn() -> reqwest::ClientBuilder) -> reqwest::Result<reqwest::Client> {
+    install_default_provider();
+    make().build().or_else(|e| {
+        tracing::warn!(error = %e, "no system CA certificates: outbound https will fail");
+        make().tls_certs_only(Vec::new()).build()
+    })
+}
+
 /// Where the listener's certificate, key and (optional) client CA come from.
 #[derive(Debug, Clone)]
 pub struct TlsFiles<'a> {

@@ -120,11 +120,14 @@ impl IoSender {
         let mut subscription_key = HeaderValue::from_str(subscription_key)
             .map_err(|_| "io_subscription_key: not a valid HTTP header value".to_owned())?;
         subscription_key.set_sensitive(true);
-        // reqwest's TLS needs a process default provider: ring (as `cashback_api::tls`).
+        // reqwest's TLS needs a process default provider: ring (as `cashback_api::tls`). The IO
+        // URL is plain http to a loopback egress proxy (`build_sender` checks it), so no root is
+        // trusted and the system's are not loaded.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = reqwest::Client::builder()
+            .tls_certs_only(Vec::new())
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()

@@ -201,3 +201,22 @@ async fn mutual_tls_sqlite() {
 async fn mutual_tls_postgres() {
     mutual_tls(Backend::Postgres).await;
 }
+
+/// Outbound clients (token introspection here) on a host without system CA certificates: the
+/// server still starts, warns, and plain-http services keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_without_system_ca_certificates() {
+    let db = Arc::new(TestDb::sqlite());
+    let empty = db.dir.path().join("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("empty.pem"), "").unwrap();
+    let opts = Opts::dev()
+        .arg("--introspection-url")
+        .arg("http://127.0.0.1:9/bpd/api/v1/user")
+        .env("SSL_CERT_FILE", &empty.join("empty.pem").display().to_string())
+        .env("SSL_CERT_DIR", &empty.display().to_string());
+    let srv = Server::start(db.clone(), opts).await;
+    srv.send(srv.req(Method::GET, "/health")).await.expect(200);
+    assert!(srv.log().contains("no system CA certificates"), "{}", srv.log());
+    db.cleanup().await;
+}
