@@ -274,7 +274,8 @@ pub mod events {
 
     /// A client certificate bound to a credential (`Some` fingerprint) or unbound (`None`).
     pub fn credential_cert_bound(id: &str, cert_sha256: Option<&str>, changed: bool) -> Option<NewAuditEvent> {
-        changed.then(|| ev(A::CredentialCertBound, format!("credential:{id}"), json!({ "clientCertSha256": cert_sha256 })))
+        changed
+            .then(|| ev(A::CredentialCertBound, format!("credential:{id}"), json!({ "clientCertSha256": cert_sha256 })))
     }
 
     pub fn award_period_set(p: &AwardPeriod) -> NewAuditEvent {
