@@ -81,13 +81,13 @@ fn text_param(params: &Params, name: &'static str) -> ApiResult<Option<String>> 
 /// The audit trail, newest first, filtered by subject, actor, action and time (all optional,
 /// combined). Page backwards with `beforeId`.
 #[utoipa::path(get, path = "/bpd/ops/audit", tag = "ops", security(("apiKey" = [])),
-    params(("subject" = Option<String>, Query, description = "e.g. a fiscal code, an hpan, period:1"),
-        ("actor" = Option<String>, Query, description = "e.g. issuer:bank-1, citizen:RSSMRA85T10A562S, system"),
-        ("action" = Option<String>, Query, description = "e.g. instrument.enrolled"),
-        ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
-        ("beforeId" = Option<i64>, Query, description = "only events with a smaller id"),
-        ("limit" = Option<u32>, Query, description = "events returned, default 100, at most 1000")),
+    params(("subject" = Option<String>, Query, max_length = 200, description = "e.g. a fiscal code, an hpan, period:1"),
+        ("actor" = Option<String>, Query, max_length = 200, description = "e.g. issuer:bank-1, citizen:RSSMRA85T10A562S, system"),
+        ("action" = Option<crate::openapi::AuditActionSchema>, Query, description = "e.g. instrument.enrolled"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive"),
+        ("beforeId" = Option<i64>, Query, minimum = 1, description = "only events with a smaller id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "events returned, default 100, at most 1000")),
     responses((status = 200, body = Vec<AuditEventView>), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 pub async fn ops_audit(

@@ -65,7 +65,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         console_api::ops_ranking_history, console_api::ops_payout_files, audit::ops_audit,
         privacy::io_export, privacy::ops_export
     ),
-    components(schemas(openapi::ComplaintStatusSchema)),
+    components(schemas(openapi::ComplaintStatusSchema, openapi::AuditActionSchema)),
     modifiers(&SecuritySchemes),
     tags((name = "io", description = "Citizen app (Bearer token)"), (name = "hb", description = "Issuers (Ocp-Apim-Subscription-Key)"),
         (name = "pm", description = "Payment Manager"),

@@ -258,6 +258,10 @@ pub const FISCAL_CODE_PATTERN: &str =
     "^[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]$";
 
 doc_schema!(
+    /// An action of the audit trail.
+    AuditActionSchema => string_enum(&cashback_store::audit::AuditAction::ALL.map(|a| a.as_str()))
+);
+doc_schema!(
     /// An Italian fiscal code.
     FiscalCodeSchema => string(
         "Italian fiscal code: 16 characters, valid birth date and check character",

@@ -106,7 +106,7 @@ pub async fn io_export(State(st): State<SharedState>, Citizen(cf): Citizen) -> A
 
 /// A citizen's data export for an operator answering a request made through support.
 #[utoipa::path(get, path = "/bpd/ops/citizens/{fiscalCode}/export", tag = "ops", security(("apiKey" = [])),
-    params(("fiscalCode" = String, Path)),
+    params(("fiscalCode" = inline(crate::openapi::FiscalCodeSchema), Path)),
     responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn ops_export(
