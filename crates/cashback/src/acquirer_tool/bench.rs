@@ -12,7 +12,9 @@
 //!    `fsync` is timed apart;
 //! 3. a baseline on one thread: SHA-256 of `--rows` 16-digit PANs + salt, nothing else.
 //!
-//! Prints one JSON line; the scratch files are removed. Use a release build, and
+//! Prints one JSON line (with the process's CPU seconds over each filter run, from
+//! `/proc/self/stat`, a figure the other load of a shared machine does not change much); the
+//! scratch files are removed. Use a release build, and
 //! `/usr/bin/time -v` for the peak RSS of the whole process (also printed, from `VmHWM`).
 
 use std::io::{self, BufWriter, Write};
@@ -112,6 +114,17 @@ fn write_input(path: &std::path::Path, rows: u64, hashes: u64) -> anyhow::Result
     Ok(w.get_ref().metadata()?.len())
 }
 
+/// CPU time of the whole process so far (user + system, every thread), seconds: fields 14 and 15
+/// of `/proc/self/stat`, in USER_HZ ticks (100 per second on Linux).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // After the command name in parentheses: state is field 3, utime field 14, stime field 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (tick(14) + tick(15)) / 100.0
+}
+
 fn peak_rss_mib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -157,29 +170,31 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     eprintln!("{} enrolled hpans loaded in {load_secs:.1} s ({} MiB)", set.len(), set.heap_bytes() >> 20);
 
     // The filter to the page cache, then the output's fsync, timed apart.
-    let timed = |threads: usize| -> anyhow::Result<(super::FilterStats, f64, f64)> {
-        let t = Instant::now();
+    // CPU seconds of the process over the filter (not the fsync) are kept too: on a shared
+    // machine they tell what the filter costs whatever the other load.
+    let timed = |threads: usize| -> anyhow::Result<(super::FilterStats, f64, f64, f64)> {
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let filter = Filter { salt: SALT, abi: "12345", enrolled: &set, threads };
         let (stats, out) = filter_file_unsynced(&filter, &input, &output, &rejects, |_| {})?;
-        let secs = t.elapsed().as_secs_f64();
+        let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
         let t = Instant::now();
         out.sync_all()?;
-        Ok((stats, secs, t.elapsed().as_secs_f64()))
+        Ok((stats, secs, t.elapsed().as_secs_f64(), cpu))
     };
-    let (stats, secs, sync_secs) = timed(args.threads)?;
+    let (stats, secs, sync_secs, cpu_secs) = timed(args.threads)?;
     anyhow::ensure!(stats.rows == args.rows && stats.rejected == 0, "unexpected figures: {stats:?}");
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    eprintln!("filter, {threads} worker(s): {secs:.2} s, {:.0} rows/s", stats.rows as f64 / secs);
+    eprintln!("filter, {threads} worker(s): {secs:.2} s, {:.0} rows/s, {cpu_secs:.2} CPU s", stats.rows as f64 / secs);
     let single = if args.no_single {
         None
     } else {
-        let (s1, secs1, _) = timed(1)?;
+        let (s1, secs1, _, cpu1) = timed(1)?;
         anyhow::ensure!(s1 == stats, "one worker gave other figures: {s1:?}");
-        eprintln!("filter, 1 worker: {secs1:.2} s, {:.0} rows/s", s1.rows as f64 / secs1);
-        Some(secs1)
+        eprintln!("filter, 1 worker: {secs1:.2} s, {:.0} rows/s, {cpu1:.2} CPU s", s1.rows as f64 / secs1);
+        Some((secs1, cpu1))
     };
     let output_bytes = std::fs::metadata(&output)?.len();
 
@@ -213,8 +228,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "threads": threads, "filter_seconds": round(secs, 3), "rows_per_second": rps.round(),
             "output_fsync_seconds": round(sync_secs, 3),
             "rows_per_second_with_fsync": (stats.rows as f64 / (secs + sync_secs)).round(),
-            "one_worker_filter_seconds": single.map(|s| round(s, 3)),
-            "one_worker_rows_per_second": single.map(|s| (stats.rows as f64 / s).round()),
+            "filter_cpu_seconds": round(cpu_secs, 2),
+            "rows_per_cpu_second": (stats.rows as f64 / cpu_secs).round(),
+            "one_worker_filter_seconds": single.map(|(s, _)| round(s, 3)),
+            "one_worker_rows_per_second": single.map(|(s, _)| (stats.rows as f64 / s).round()),
+            "one_worker_filter_cpu_seconds": single.map(|(_, c)| round(c, 2)),
             "baseline_sha256_one_thread_rows_per_second": base_rps.round(),
             "ratio_to_baseline": round(rps / base_rps, 2),
             "peak_rss_mib": peak_rss_mib(),
