@@ -96,11 +96,8 @@ pub async fn ops_audit(
     params: Params,
 ) -> ApiResult<Json<Vec<AuditEventView>>> {
     let action = text_param(&params, "action")?;
-    if let Some(a) = &action
-        && AuditAction::parse(a).is_none()
-    {
-        let known: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
-        return Err(ApiError::field(StatusCode::BAD_REQUEST, "action", format!("must be one of {}", known.join(", "))));
+    if let Some(a) = &action {
+        AuditAction::parse_filter(a).map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "action", e))?;
     }
     let before_id = match params.get("beforeId") {
         None => None,

@@ -686,14 +686,10 @@ impl Store for SqliteStore {
         let candidates = self.read(|c| ops::erasable_citizens(c, cutoff_us, include_enabled, limit))?;
         let mut erased = 0;
         for cf in candidates {
-            let actor = audit::current_actor();
-            erased += self
-                .write(move |c| {
-                    let Some(ev) = ops::erase_citizen(c, &cf, cutoff_us, include_enabled)? else { return Ok(0) };
-                    ops::record_audit(c, &actor, ops::micros(now), &ev)?;
-                    Ok(1)
-                })
+            let ev = self
+                .write(audited(now, move |c| ops::erase_citizen(c, &cf, cutoff_us, include_enabled), Option::clone))
                 .await?;
+            erased += u64::from(ev.is_some());
         }
         Ok(erased)
     }

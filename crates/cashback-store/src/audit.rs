@@ -136,6 +136,14 @@ impl AuditAction {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.as_str() == s)
     }
+
+    /// [`Self::parse`], or the reason naming every known action (API and CLI filters).
+    pub fn parse_filter(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|a| a.as_str()).collect();
+            format!("must be one of {}", known.join(", "))
+        })
+    }
 }
 
 /// An event about to be recorded (the backend adds the id and the actor).

@@ -674,11 +674,8 @@ async fn run_admin(
         }
         AdminCommand::Audit { subject, actor, action, since, until, limit } => {
             use cashback_store::audit::{AUDIT_QUERY_MAX, AuditAction, AuditQuery};
-            if let Some(a) = &action
-                && AuditAction::parse(a).is_none()
-            {
-                let known: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
-                bail!("action: must be one of {}", known.join(", "));
+            if let Some(a) = &action {
+                AuditAction::parse_filter(a).map_err(|e| anyhow::anyhow!("action: {e}"))?;
             }
             if !(1..=AUDIT_QUERY_MAX).contains(&limit) {
                 bail!("limit: from 1 to {AUDIT_QUERY_MAX}");
