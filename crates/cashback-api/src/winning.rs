@@ -155,10 +155,7 @@ pub async fn total_cashback(
     cf: &FiscalCode,
     period: &AwardPeriod,
 ) -> ApiResult<TotalCashbackResource> {
-    if !enabled(st, cf).await? {
-        return Ok(totals_resource(period, None));
-    }
-    let totals = st.store.citizen_period_totals(cf).await?;
+    let totals = st.store.enabled_citizen_totals(cf).await?.unwrap_or_default();
     Ok(totals_resource(period, totals.iter().find(|t| t.award_period_id == period.id && t.enabled)))
 }
 
@@ -218,21 +215,14 @@ fn ranking_periods(st: &SharedState, asked: Option<i64>) -> Vec<AwardPeriod> {
 
 /// A citizen's ranking in the selected periods; `None` for an unknown or withdrawn citizen.
 async fn rankings(st: &SharedState, cf: &FiscalCode, asked: Option<i64>) -> ApiResult<Option<Vec<RankingEntry>>> {
-    if !enabled(st, cf).await? {
-        return Ok(None);
-    }
+    let Some(totals) = st.store.enabled_citizen_totals(cf).await? else { return Ok(None) };
     let board = &st.ranking;
     if !board.ready() {
         return Err(ApiError::unavailable("the rankings are being loaded, retry shortly", 2));
     }
     let periods = ranking_periods(st, asked);
-    let totals: Vec<PeriodTotals> = st
-        .store
-        .citizen_period_totals(cf)
-        .await?
-        .into_iter()
-        .filter(|t| t.enabled && periods.iter().any(|p| p.id == t.award_period_id))
-        .collect();
+    let totals: Vec<PeriodTotals> =
+        totals.into_iter().filter(|t| t.enabled && periods.iter().any(|p| p.id == t.award_period_id)).collect();
     // Read-your-writes: the rank must be at least as fresh as the totals shown with it.
     if let Some(seq) = totals.iter().map(|t| t.seq).max()
         && seq > board.applied_seq()

@@ -635,6 +635,10 @@ impl Store for PgStore {
         ops::citizen_period_totals(&mut *self.conn().await?, fiscal_code).await.map_err(store_err)
     }
 
+    async fn enabled_citizen_totals(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Vec<PeriodTotals>>> {
+        ops::enabled_citizen_totals(&mut *self.conn().await?, fiscal_code).await.map_err(store_err)
+    }
+
     async fn citizen_period_rows(&self, fiscal_code: &FiscalCode, award_period_id: i64) -> StoreResult<Vec<PeriodRow>> {
         ops::citizen_period_rows(&mut *self.conn().await?, fiscal_code, award_period_id).await.map_err(store_err)
     }

@@ -1659,6 +1659,30 @@ fn totals_from_row(r: &PgRow) -> sqlx::Result<PeriodTotals> {
     })
 }
 
+/// `None` for an unknown or withdrawn citizen, else the totals: one statement (the citizen row
+/// joined with its totals).
+pub async fn enabled_citizen_totals(c: &mut PgConnection, cf: &FiscalCode) -> sqlx::Result<Option<Vec<PeriodTotals>>> {
+    let rows = sqlx::query(
+        "SELECT p.award_period_id, p.citizen_id, p.enabled, p.cashback_cents, p.score_total_cents, p.transactions, \
+         p.last_counted_at, p.id_trx_min_transaction, p.id_trx_pivot, p.pivot_cashback_cents, p.seq, p.updated_at, \
+         z.enabled FROM citizen z LEFT JOIN citizen_period p ON p.fiscal_code = z.fiscal_code \
+         WHERE z.fiscal_code = $1 ORDER BY p.award_period_id",
+    )
+    .bind(cf.as_str())
+    .fetch_all(c)
+    .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    if !first.try_get::<bool, _>(12)? {
+        return Ok(None);
+    }
+    // A citizen without totals: one row of the LEFT JOIN's NULLs.
+    rows.iter()
+        .filter(|r| matches!(r.try_get::<Option<i64>, _>(0), Ok(Some(_))))
+        .map(totals_from_row)
+        .collect::<sqlx::Result<_>>()
+        .map(Some)
+}
+
 pub async fn citizen_period_totals(c: &mut PgConnection, cf: &FiscalCode) -> sqlx::Result<Vec<PeriodTotals>> {
     sqlx::query(
         "SELECT award_period_id, citizen_id, enabled, cashback_cents, score_total_cents, transactions, last_counted_at, \

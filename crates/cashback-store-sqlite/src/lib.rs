@@ -882,6 +882,10 @@ impl Store for SqliteStore {
         self.read(|c| ops::citizen_period_totals(c, fiscal_code))
     }
 
+    async fn enabled_citizen_totals(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Vec<PeriodTotals>>> {
+        self.read(|c| ops::enabled_citizen_totals(c, fiscal_code))
+    }
+
     async fn citizen_period_rows(&self, fiscal_code: &FiscalCode, award_period_id: i64) -> StoreResult<Vec<PeriodRow>> {
         self.read(|c| ops::citizen_period_rows(c, fiscal_code, award_period_id))
     }

@@ -1,6 +1,8 @@
 //! The SQL of each store operation, run on a rusqlite connection (inside the writer's batch
 //! transaction for writes). Decisions come from `cashback_domain::enrollment`.
 
+use std::sync::LazyLock;
+
 use cashback_domain::eligibility::{CitizenState, EnrollmentIndex, EnrollmentIndexBuilder, Ineligible};
 use cashback_domain::enrollment::{
     self, Channel, InstrumentDeleteDecision, InstrumentDeleteRefusal, InstrumentEnrollDecision,
@@ -1062,6 +1064,33 @@ pub fn citizen_period_totals(c: &Connection, cf: &FiscalCode) -> rusqlite::Resul
     ))?
     .query_map([cf.as_str()], totals_from_row)?
     .collect()
+}
+
+/// `None` for an unknown or withdrawn citizen, else the totals: one statement (the citizen
+/// row joined with its totals), so one read transaction.
+pub fn enabled_citizen_totals(c: &Connection, cf: &FiscalCode) -> rusqlite::Result<Option<Vec<PeriodTotals>>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let cols: Vec<String> = TOTALS_COLS.split(',').map(|col| format!("p.{}", col.trim())).collect();
+        format!(
+            "SELECT {}, z.enabled FROM citizen z LEFT JOIN citizen_period p ON p.fiscal_code = z.fiscal_code \
+             WHERE z.fiscal_code = ?1 ORDER BY p.award_period_id",
+            cols.join(", ")
+        )
+    });
+    let mut stmt = c.prepare_cached(&SQL)?;
+    let mut rows = stmt.query([cf.as_str()])?;
+    let (mut seen, mut totals) = (false, Vec::new());
+    while let Some(r) = rows.next()? {
+        seen = true;
+        if !r.get::<_, bool>(12)? {
+            return Ok(None);
+        }
+        // A citizen without totals: one row of the LEFT JOIN's NULLs.
+        if r.get::<_, Option<i64>>(0)?.is_some() {
+            totals.push(totals_from_row(r)?);
+        }
+    }
+    Ok(seen.then_some(totals))
 }
 
 pub fn citizen_period_rows(c: &Connection, cf: &FiscalCode, period: i64) -> rusqlite::Result<Vec<PeriodRow>> {

@@ -338,6 +338,10 @@ pub trait Store: CloseStore + ConsoleStore + Send + Sync + 'static {
     // ---- cashback engine results (scoring happens in `finish_acquirer_file`) ----
     /// A citizen's totals in every award period they have rows in, by period id.
     async fn citizen_period_totals(&self, fiscal_code: &FiscalCode) -> StoreResult<Vec<PeriodTotals>>;
+    /// The citizen's own cashback views in one consistent read: `None` when the citizen is
+    /// unknown or withdrawn, otherwise [`Store::citizen_period_totals`] (one statement on both
+    /// backends: this is the ranking endpoint's only store read).
+    async fn enabled_citizen_totals(&self, fiscal_code: &FiscalCode) -> StoreResult<Option<Vec<PeriodTotals>>>;
     /// The rows that count for a citizen in one period (eligible, of finished files, at or after
     /// the citizen's current T&C acceptance), with their files' reception instants, oldest
     /// transaction first.

@@ -702,6 +702,13 @@ pub async fn scoring_follows_files(store: Arc<dyn Store>) {
     assert_eq!(ta.id_trx_pivot, None);
     let tb = store.citizen_period_totals(&b).await.unwrap();
     assert_eq!((tb[0].transactions, tb[0].cashback), (1, Money::from_cents(100)));
+    // The one-read view: the same totals for an enabled citizen, [] without totals, None unknown.
+    assert_eq!(store.enabled_citizen_totals(&a).await.unwrap(), Some(vec![ta.clone()]));
+    assert_eq!(store.enabled_citizen_totals(&b).await.unwrap(), Some(tb.clone()));
+    let idle = fiscal_code(92);
+    store.enroll_citizen(&idle, None, &io(), t).await.unwrap();
+    assert_eq!(store.enabled_citizen_totals(&idle).await.unwrap(), Some(vec![]));
+    assert_eq!(store.enabled_citizen_totals(&fiscal_code(93)).await.unwrap(), None);
     assert_ne!(ta.citizen_id, tb[0].citizen_id);
     let all = store.standing_changes(0, 100).await.unwrap();
     assert_eq!(all.len(), 2);
@@ -747,6 +754,9 @@ pub async fn scoring_follows_files(store: Arc<dyn Store>) {
     assert_eq!(gone.len(), 1);
     assert_eq!((gone[0].citizen_id, gone[0].enabled), (tb[0].citizen_id, false));
     assert!(!store.citizen_period_totals(&b).await.unwrap()[0].enabled);
+    assert_eq!(store.enabled_citizen_totals(&b).await.unwrap(), None, "withdrawn");
+    store.withdraw_citizen(&idle, &io(), t + secs(3 * 86_400)).await.unwrap();
+    assert_eq!(store.enabled_citizen_totals(&idle).await.unwrap(), None, "withdrawn, no totals");
 }
 
 fn render_notice(n: NoticeFor<'_>) -> String {

@@ -21,6 +21,7 @@
 //! reported (from /proc), with the whole machine's and the load average. Only loopback targets
 //! are allowed; the run is bounded in time and stops by itself.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
@@ -44,6 +45,7 @@ use sha2::{Digest, Sha256};
 use crate::bench_ingest::Rng;
 
 use crate::bench_ingest::{BENCH_PERIOD_ID, citizen_code};
+use crate::rawhttp::{self, RawConn};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Scenario {
@@ -106,6 +108,9 @@ pub struct BenchArgs {
     /// Report this server process's CPU time over the measured window (Linux /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// The generator's HTTP client.
+    #[arg(long, value_enum, default_value = "raw", env = "CASHBACK_BENCH_CLIENT")]
+    pub client: Client,
     /// HS256 secret of the server's tokens (the `--dev` one by default).
     #[arg(long, default_value = crate::serve::DEV_JWT_SECRET, env = "CASHBACK_BENCH_JWT_SECRET")]
     pub jwt_secret: String,
@@ -152,46 +157,23 @@ pub(crate) fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
     Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
 }
 
-/// What [`exchange`] got back.
-pub(crate) struct Answer {
-    pub status: u16,
-    /// A `Retry-After` header was present.
-    pub retry_after: bool,
-    pub body: Bytes,
-}
-
-/// One request (a JSON body when `body` is not empty).
+/// One request without a body through hyper's client; returns the status (the body is read
+/// and dropped).
 pub(crate) async fn exchange(
     sender: &mut SendRequest<Full<Bytes>>,
     method: Method,
     uri: Uri,
     auth: Option<&HeaderValue>,
-    body: Bytes,
-) -> anyhow::Result<Answer> {
+) -> anyhow::Result<u16> {
     sender.ready().await?;
     let mut b = Request::builder().method(method).uri(uri).header(HOST, HeaderValue::from_static("127.0.0.1"));
     if let Some(a) = auth {
         b = b.header(AUTHORIZATION, a.clone());
     }
-    if !body.is_empty() {
-        b = b.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    let resp = sender.send_request(b.body(Full::new(body))?).await?;
+    let resp = sender.send_request(b.body(Full::new(Bytes::new()))?).await?;
     let status = resp.status().as_u16();
-    let retry_after = resp.headers().contains_key(RETRY_AFTER);
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok(Answer { status, retry_after, body })
-}
-
-/// One request without a body; returns the status and the body.
-async fn send_req(
-    sender: &mut SendRequest<Full<Bytes>>,
-    method: Method,
-    uri: Uri,
-    auth: Option<&HeaderValue>,
-) -> anyhow::Result<(u16, Bytes)> {
-    let a = exchange(sender, method, uri, auth, Bytes::new()).await?;
-    Ok((a.status, a.body))
+    resp.into_body().collect().await?;
+    Ok(status)
 }
 
 pub(crate) async fn send(
@@ -200,7 +182,7 @@ pub(crate) async fn send(
     path: &str,
     token: &str,
 ) -> anyhow::Result<u16> {
-    Ok(send_req(sender, method, path.parse()?, Some(&bearer(token)?)).await?.0)
+    exchange(sender, method, path.parse()?, Some(&bearer(token)?)).await
 }
 
 struct Outcome {
@@ -299,7 +281,8 @@ fn pick_citizens(citizens: u32, pool: u32, seed: u64) -> Vec<u32> {
 /// Fetches the ranking of up to 20 citizens of the pool and checks the answers; retries 503
 /// (rankings loading) until `ready_timeout`.
 async fn check_ranking(args: &BenchArgs, uri: &Uri, auths: &[HeaderValue]) -> anyhow::Result<serde_json::Value> {
-    let mut s = connect(args.target).await?;
+    let mut s = RawConn::connect(args.target).await?;
+    let mut request = Vec::new();
     let ready_by = Instant::now() + Duration::from_secs(args.ready_timeout);
     let started = Instant::now();
     let (mut ranked, mut unranked, mut participants) = (0u32, 0u32, 0u64);
@@ -307,15 +290,18 @@ async fn check_ranking(args: &BenchArgs, uri: &Uri, auths: &[HeaderValue]) -> an
     let n = auths.len().min(20);
     let mut i = 0;
     while i < n {
-        let (st, body) = send_req(&mut s, Method::GET, uri.clone(), Some(&auths[i])).await?;
+        request.clear();
+        rawhttp::write_request(&mut request, "GET", &uri.to_string(), Some(auths[i].as_bytes()), b"");
+        let a = s.exchange(&request).await?;
+        let (st, body) = (a.status, a.body);
         if st == 503 && Instant::now() < ready_by {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
         if st != 200 {
-            bail!("ranking check: status {st}: {}", String::from_utf8_lossy(&body));
+            bail!("ranking check: status {st}: {}", String::from_utf8_lossy(body));
         }
-        let v: serde_json::Value = serde_json::from_slice(&body).context("ranking check: not JSON")?;
+        let v: serde_json::Value = serde_json::from_slice(body).context("ranking check: not JSON")?;
         let entries = v.as_array().context("ranking check: not an array")?;
         if entries.len() != 1 || entries[0]["awardPeriodId"].as_i64() != Some(args.award_period_id) {
             bail!("ranking check: expected one entry for period {}: {v}", args.award_period_id);
@@ -350,18 +336,61 @@ async fn check_ranking(args: &BenchArgs, uri: &Uri, auths: &[HeaderValue]) -> an
 
 /// What each connection sends.
 enum Plan {
-    Put {
-        tokens: Arc<Vec<String>>,
-        seed: u64,
-    },
-    Get {
-        pool: Arc<Vec<(String, String)>>,
-    },
-    /// A fixed URI with one of `auths` (none: no Authorization header).
-    Fixed {
-        uri: Uri,
-        auths: Arc<Vec<HeaderValue>>,
-    },
+    /// A new card per request, for one of the citizens (`Authorization` values).
+    Put { bearers: Arc<Vec<String>>, seed: u64 },
+    /// A card's path with its owner's `Authorization` value.
+    Get { pool: Arc<Vec<(String, String)>> },
+    /// A fixed path with one of `auths` (none: no Authorization header).
+    Fixed { path: String, auths: Arc<Vec<HeaderValue>> },
+}
+
+/// Which HTTP client the generator uses (`--client`).
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Client {
+    /// [`crate::rawhttp`]: one write and one read per request on the connection's own task.
+    Raw,
+    /// hyper's HTTP/1.1 client (the generator of the figures before 2026-12-03).
+    Hyper,
+}
+
+/// One keep-alive connection of either client.
+enum Conn {
+    Raw(RawConn),
+    Hyper(SendRequest<Full<Bytes>>),
+}
+
+impl Conn {
+    async fn open(client: Client, target: SocketAddr) -> anyhow::Result<Self> {
+        Ok(match client {
+            Client::Raw => Conn::Raw(RawConn::connect(target).await?),
+            Client::Hyper => Conn::Hyper(connect(target).await?),
+        })
+    }
+
+    /// One request without a body; returns the status. `request` is a reusable buffer.
+    async fn send(
+        &mut self,
+        request: &mut Vec<u8>,
+        method: Method,
+        path: &str,
+        auth: Option<&[u8]>,
+    ) -> anyhow::Result<u16> {
+        match self {
+            Conn::Raw(c) => {
+                request.clear();
+                rawhttp::write_request(request, method.as_str(), path, auth, b"");
+                Ok(c.exchange(request).await?.status)
+            }
+            Conn::Hyper(s) => {
+                let auth = auth.map(HeaderValue::from_bytes).transpose()?;
+                exchange(s, method, path.parse()?, auth.as_ref()).await
+            }
+        }
+    }
+
+    fn closed(&self) -> bool {
+        matches!(self, Conn::Raw(c) if c.closed())
+    }
 }
 
 /// Setup, closed loop over `conns` connections: `PUT /bpd/io/citizen` for every token, then
@@ -453,7 +482,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             check = check_ranking(&args, &uri, &auths).await?;
             eprintln!("check: {check}");
         }
-        Plan::Fixed { uri, auths: Arc::new(auths) }
+        Plan::Fixed { path: uri.to_string(), auths: Arc::new(auths) }
     } else {
         let tokens: Vec<String> =
             (0..args.citizens).map(|n| mint_dev_token(&secret, &fiscal_code(n), now + 7200)).collect();
@@ -461,8 +490,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let instruments = if args.scenario == Scenario::Get { args.instruments } else { 0 };
         let pool = enroll(args.target, Arc::new(tokens.clone()), instruments, seed, args.connections.min(32)).await?;
         match args.scenario {
-            Scenario::Get => Plan::Get { pool: Arc::new(pool) },
-            _ => Plan::Put { tokens: Arc::new(tokens), seed },
+            Scenario::Get => {
+                Plan::Get { pool: Arc::new(pool.into_iter().map(|(p, t)| (p, format!("Bearer {t}"))).collect()) }
+            }
+            _ => Plan::Put { bearers: Arc::new(tokens.iter().map(|t| format!("Bearer {t}")).collect()), seed },
         }
     };
     let plan = Arc::new(plan);
@@ -487,7 +518,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     });
     let mut joins = Vec::new();
     for c in 0..args.connections {
-        let (plan, target) = (plan.clone(), args.target);
+        let (plan, target, client) = (plan.clone(), args.target, args.client);
         joins.push(tokio::spawn(async move {
             let mut out = Outcome {
                 hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
@@ -495,12 +526,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 errors: 0,
             };
             let mut rng = Rng(seed ^ (c as u64).wrapping_mul(0xA24B_AED4_963E_E407));
-            let mut sender = None;
+            let mut conn: Option<Conn> = None;
+            let mut request = Vec::with_capacity(1024);
             let mut n: u64 = 0;
             while Instant::now() < deadline {
-                if sender.is_none() {
-                    match connect(target).await {
-                        Ok(s) => sender = Some(s),
+                if conn.is_none() {
+                    match Conn::open(client, target).await {
+                        Ok(s) => conn = Some(s),
                         Err(_) => {
                             out.errors += 1;
                             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -508,26 +540,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                         }
                     }
                 }
-                let s = sender.as_mut().expect("connected");
-                let t0;
-                let res = match &*plan {
-                    Plan::Put { tokens, seed } => {
-                        let tok = &tokens[(c + n as usize * 7) % tokens.len()];
-                        let path = format!("/bpd/io/payment-instruments/{}", hpan(*seed, c, n));
-                        t0 = Instant::now();
-                        send(s, Method::PUT, &path, tok).await
-                    }
+                let s = conn.as_mut().expect("connected");
+                let (method, path, auth): (Method, Cow<'_, str>, Option<&[u8]>) = match &*plan {
+                    Plan::Put { bearers, seed } => (
+                        Method::PUT,
+                        Cow::Owned(format!("/bpd/io/payment-instruments/{}", hpan(*seed, c, n))),
+                        Some(bearers[(c + n as usize * 7) % bearers.len()].as_bytes()),
+                    ),
                     Plan::Get { pool } => {
-                        let (p, t) = &pool[(c * 7919 + n as usize * 104_729) % pool.len()];
-                        t0 = Instant::now();
-                        send(s, Method::GET, p, t).await
+                        let (p, b) = &pool[(c * 7919 + n as usize * 104_729) % pool.len()];
+                        (Method::GET, Cow::Borrowed(p.as_str()), Some(b.as_bytes()))
                     }
-                    Plan::Fixed { uri, auths } => {
-                        let auth = (!auths.is_empty()).then(|| &auths[rng.below(auths.len() as u64) as usize]);
-                        t0 = Instant::now();
-                        send_req(s, Method::GET, uri.clone(), auth).await.map(|(st, _)| st)
+                    Plan::Fixed { path, auths } => {
+                        let auth =
+                            (!auths.is_empty()).then(|| auths[rng.below(auths.len() as u64) as usize].as_bytes());
+                        (Method::GET, Cow::Borrowed(path.as_str()), auth)
                     }
                 };
+                let t0 = Instant::now();
+                let res = s.send(&mut request, method, &path, auth).await;
                 n += 1;
                 let measured = t0 >= measure_from && Instant::now() <= deadline;
                 match res {
@@ -537,12 +568,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                             let _ = out.hist.record(us.min(60_000_000));
                             *out.statuses.entry(st).or_default() += 1;
                         }
+                        if s.closed() {
+                            conn = None;
+                        }
                     }
                     Err(_) => {
                         if measured {
                             out.errors += 1;
                         }
-                        sender = None;
+                        conn = None;
                     }
                 }
             }

@@ -36,14 +36,13 @@ use cashback_api::auth::mint_dev_token;
 use cashback_api::state::Secret;
 use clap::Args;
 use hdrhistogram::Histogram;
-use http_body_util::Full;
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::HeaderValue;
 use hyper::{Method, Uri};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::bench::{self, bearer, connect, exchange, fiscal_code, hpan};
+use crate::bench::{self, bearer, fiscal_code, hpan};
 use crate::bench_ingest::Rng;
+use crate::rawhttp::{self, RawConn};
 
 const IBAN: &str = "IT60X0542811101000000123456";
 /// Seed of the cards enrolled during setup (fixed, so a second run on the same database finds
@@ -334,8 +333,6 @@ impl Mix {
     }
 }
 
-type Conn = SendRequest<Full<Bytes>>;
-
 fn check_args(a: &LoadtestArgs) -> anyhow::Result<()> {
     if !a.target.ip().is_loopback() {
         bail!("--target must be a loopback address (load tests never leave this machine)");
@@ -425,7 +422,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let collector = tokio::spawn(collect(rx, ps.len(), n_seconds));
 
     let sem = Arc::new(Semaphore::new(args.max_in_flight));
-    let idle: Arc<Mutex<Vec<Conn>>> = Arc::new(Mutex::new(Vec::new()));
+    let idle: Arc<Mutex<Vec<RawConn>>> = Arc::new(Mutex::new(Vec::new()));
     let timeout = Duration::from_secs(args.request_timeout);
     let start = Instant::now() + Duration::from_millis(100);
 
@@ -489,14 +486,26 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
                                 let conn = idle.lock().expect("idle connections").pop();
                                 let mut conn = match conn {
                                     Some(c) => c,
-                                    None => connect(target).await?,
+                                    None => RawConn::connect(target).await?,
                                 };
-                                let a = exchange(&mut conn, method, uri, Some(&auth), body).await?;
-                                idle.lock().expect("idle connections").push(conn);
-                                Ok::<_, anyhow::Error>(a)
+                                let mut request = Vec::with_capacity(512 + body.len());
+                                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                                rawhttp::write_request(
+                                    &mut request,
+                                    method.as_str(),
+                                    path,
+                                    Some(auth.as_bytes()),
+                                    &body,
+                                );
+                                let a = conn.exchange(&request).await?;
+                                let answer = (a.status, a.retry_after);
+                                if !conn.closed() {
+                                    idle.lock().expect("idle connections").push(conn);
+                                }
+                                Ok::<_, anyhow::Error>(answer)
                             };
                             match tokio::time::timeout(timeout, attempt).await {
-                                Ok(Ok(a)) => (kind, Outcome::Answer { status: a.status, retry_after: a.retry_after }),
+                                Ok(Ok((status, retry_after))) => (kind, Outcome::Answer { status, retry_after }),
                                 Ok(Err(_)) => (kind, Outcome::Transport),
                                 Err(_) => (kind, Outcome::Timeout),
                             }
