@@ -23,6 +23,8 @@ const AWARD_COLS: &str = "award_id, award_period_id, fiscal_code, kind, related_
 
 /// Rows per writer job of the bulk steps (the API's requests are served between jobs).
 const WRITE_BATCH: usize = 20_000;
+/// Writer jobs of a bulk step queued at once.
+const JOBS_IN_FLIGHT: usize = 2;
 /// The writer's page cache while a close writes its awards (KiB).
 const BULK_CACHE_KIB: i64 = 512 * 1024;
 
@@ -148,87 +150,207 @@ fn close_summary(c: &Connection, period: i64) -> rusqlite::Result<Option<CloseSu
     .optional()
 }
 
-/// Every citizen with totals in the period, with their enrollment and IBAN now.
+/// Every citizen with totals in the period, with their enrollment and IBAN now, in
+/// `citizen_period` key order (the same rows as the join `citizen_period ⋈ citizen` on the fiscal
+/// code). Two sequential scans instead of a join: `citizen_period` in key order, then `citizen`
+/// in rowid order, matched on `citizen_id` (the citizen's rowid, see migration 0005). Probing
+/// `citizen` by fiscal code from `citizen_period` order costs a random page read per citizen,
+/// because citizen rows are stored in enrollment order. A row whose `citizen_id` does not name
+/// its citizen (never expected) is looked up by fiscal code instead.
 fn close_rows(c: &Connection, period: i64) -> rusqlite::Result<Vec<CloseRow>> {
-    let mut st = c.prepare(
-        "SELECT cp.fiscal_code, cp.citizen_id, cp.enabled AND c.enabled, cp.cashback_cents, cp.score_total_cents, \
-         cp.transactions, cp.last_counted_at, c.payoff_instr, c.payoff_instr_type, c.account_holder_cf, \
-         c.account_holder_name, c.account_holder_surname, c.check_instr_status, c.technical_account_holder, c.issuer_card_id \
-         FROM citizen_period cp JOIN citizen c ON c.fiscal_code = cp.fiscal_code WHERE cp.award_period_id = ?1",
+    let mut rows: Vec<CloseRow> = c
+        .prepare(
+            "SELECT fiscal_code, citizen_id, enabled, cashback_cents, score_total_cents, transactions, last_counted_at \
+             FROM citizen_period WHERE award_period_id = ?1",
+        )?
+        .query_map([period], |r| {
+            Ok(CloseRow {
+                fiscal_code: r.get(0)?,
+                citizen_id: r.get(1)?,
+                enabled: r.get(2)?,
+                cashback: Money::from_cents(r.get(3)?),
+                score_total: Money::from_cents(r.get(4)?),
+                standing: Standing { count: r.get(5)?, last_us: r.get(6)? },
+                payoff: None,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    // (citizen id, row index) in citizen id order, matched against the citizens in rowid order.
+    let mut order: Vec<(u32, u32)> = rows.iter().enumerate().map(|(i, r)| (r.citizen_id, i as u32)).collect();
+    order.sort_unstable();
+    let mut found = vec![false; rows.len()];
+    let mut next = 0usize;
+    if let (Some(&(lo, _)), Some(&(hi, _))) = (order.first(), order.last()) {
+        let mut st = c.prepare(
+            "SELECT rowid, fiscal_code, enabled, payoff_instr, payoff_instr_type, account_holder_cf, account_holder_name, \
+             account_holder_surname, check_instr_status, technical_account_holder, issuer_card_id \
+             FROM citizen WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid",
+        )?;
+        let mut q = st.query(params![lo, hi])?;
+        while let Some(r) = q.next()? {
+            let rowid: i64 = r.get(0)?;
+            while next < order.len() && i64::from(order[next].0) < rowid {
+                next += 1;
+            }
+            while next < order.len() && i64::from(order[next].0) == rowid {
+                let i = order[next].1 as usize;
+                let cf = r.get_ref(1)?.as_str()?;
+                if rows[i].fiscal_code == cf {
+                    let enabled: bool = r.get(2)?;
+                    rows[i].enabled &= enabled;
+                    rows[i].payoff = payoff_at(r, 3)?;
+                    found[i] = true;
+                }
+                next += 1;
+            }
+        }
+    }
+    // Rows whose citizen id did not match: the join on the fiscal code decides (no citizen: no row).
+    let mut by_code = c.prepare(
+        "SELECT enabled, payoff_instr, payoff_instr_type, account_holder_cf, account_holder_name, account_holder_surname, \
+         check_instr_status, technical_account_holder, issuer_card_id FROM citizen WHERE fiscal_code = ?1",
     )?;
-    let rows = st.query_map([period], |r| {
-        Ok(CloseRow {
-            fiscal_code: r.get(0)?,
-            citizen_id: r.get(1)?,
-            enabled: r.get(2)?,
-            cashback: Money::from_cents(r.get(3)?),
-            score_total: Money::from_cents(r.get(4)?),
-            standing: Standing { count: r.get(5)?, last_us: r.get(6)? },
-            payoff: payoff_at(r, 7)?,
-        })
-    })?;
-    rows.collect()
+    let mut keep = Vec::with_capacity(rows.len());
+    for (mut row, hit) in rows.into_iter().zip(found) {
+        if !hit {
+            let citizen =
+                by_code.query_row([&row.fiscal_code], |r| Ok((r.get::<_, bool>(0)?, payoff_at(r, 1)?))).optional()?;
+            let Some((enabled, payoff)) = citizen else { continue };
+            row.enabled &= enabled;
+            row.payoff = payoff;
+        }
+        keep.push(row);
+    }
+    Ok(keep)
 }
 
+/// Rows per multi-row `INSERT` of the close (one statement's overhead spread over many rows).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `rows` rows of a multi-row `VALUES`, `per_row` parameters each, numbered from `first` (the
+/// parameters below it are shared by every row): `row(n)` renders a row whose own parameters are
+/// `?n` onwards.
+fn values_list(rows: usize, first: usize, per_row: usize, row: impl Fn(usize) -> String) -> String {
+    (0..rows).map(|i| row(first + per_row * i)).collect::<Vec<_>>().join(", ")
+}
+
+/// Queues notifications (key, fiscal code, payload) with multi-row inserts; keys already present
+/// are skipped. Returns how many were queued.
+fn enqueue_many(c: &Connection, items: &[(String, String, String)], now_us: i64) -> rusqlite::Result<u64> {
+    let mut queued = 0u64;
+    for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        let values =
+            values_list(chunk.len(), 2, 3, |n| format!("(?{n}, ?{}, ?{}, 'PENDING', 0, ?1, ?1, ?1)", n + 1, n + 2));
+        let mut st = c.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO notification (dedup_key, fiscal_code, payload, status, attempts, next_attempt_at, \
+             created_at, updated_at) VALUES {values}"
+        ))?;
+        st.raw_bind_parameter(1, now_us)?;
+        for (i, (key, cf, payload)) in chunk.iter().enumerate() {
+            let at = 2 + 3 * i;
+            st.raw_bind_parameter(at, key)?;
+            st.raw_bind_parameter(at + 1, cf)?;
+            st.raw_bind_parameter(at + 2, payload)?;
+        }
+        queued += st.raw_execute()? as u64;
+    }
+    Ok(queued)
+}
+
+/// Columns bound per award row by [`insert_awards`].
+const AWARD_INSERT_COLS: usize = 18;
+
+/// Inserts a batch of the close's awards (multi-row `INSERT OR IGNORE`: an award already stored
+/// by an interrupted run is kept) and queues the "award computed" notice of each new one.
+#[allow(clippy::ptr_arg)] // an `insert` of `write_in_batches`: `&U` with `U = Vec<_>`
 fn insert_awards(
     c: &Connection,
     period: &AwardPeriod,
-    awards: &[NewAward],
+    awards: &Vec<NewAward>,
     notices: RenderNotice,
     now_us: i64,
 ) -> rusqlite::Result<()> {
-    let mut ins = c.prepare_cached(
-        "INSERT OR IGNORE INTO award (award_period_id, fiscal_code, kind, amount_cents, cashback_cents, jackpot_cents, typology, \
-         transactions, rank, score_total_cents, period_cap_applied, status, payoff_instr, payoff_instr_type, account_holder_cf, \
-         account_holder_name, account_holder_surname, check_instr_status, technical_account_holder, issuer_card_id, \
-         created_at, updated_at) \
-         VALUES (?1, ?2, 'AWARD', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?20)",
-    )?;
-    for a in awards {
-        let d = &a.decision;
-        let p = a.payoff.as_ref();
-        let n = ins.execute(params![
-            period.id,
-            a.fiscal_code,
-            d.amount.cents(),
-            d.cashback.cents(),
-            d.jackpot.cents(),
-            d.typology.code(),
-            d.transactions,
-            d.rank,
-            a.score_total.cents(),
-            d.period_cap_applied,
-            a.status().as_str(),
-            p.map(|p| &p.iban),
-            p.map(|p| &p.instr_type),
-            p.and_then(|p| p.account_holder_cf.as_ref()),
-            p.and_then(|p| p.account_holder_name.as_ref()),
-            p.and_then(|p| p.account_holder_surname.as_ref()),
-            p.map(|p| &p.check_status),
-            p.and_then(|p| p.technical_account_holder.as_ref()),
-            p.and_then(|p| p.issuer_card_id.as_ref()),
-            now_us
-        ])?;
-        if n == 1 {
-            let award_id = c.last_insert_rowid();
-            let payload = notices(NoticeFor::AwardComputed { period, award_id, award: a });
-            enqueue(c, &format!("award:{}:{}", period.id, a.fiscal_code), &a.fiscal_code, &payload, now_us)?;
+    for chunk in awards.chunks(ROWS_PER_STATEMENT) {
+        let values = values_list(chunk.len(), 3, AWARD_INSERT_COLS, |n| {
+            let own: Vec<String> = (n..n + AWARD_INSERT_COLS).map(|k| format!("?{k}")).collect();
+            format!("(?1, {}, 'AWARD', {}, ?2, ?2)", own[0], own[1..].join(", "))
+        });
+        let mut st = c.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO award (award_period_id, fiscal_code, kind, amount_cents, cashback_cents, jackpot_cents, \
+             typology, transactions, rank, score_total_cents, period_cap_applied, status, payoff_instr, payoff_instr_type, \
+             account_holder_cf, account_holder_name, account_holder_surname, check_instr_status, technical_account_holder, \
+             issuer_card_id, created_at, updated_at) VALUES {values} RETURNING award_id, fiscal_code"
+        ))?;
+        st.raw_bind_parameter(1, period.id)?;
+        st.raw_bind_parameter(2, now_us)?;
+        for (i, a) in chunk.iter().enumerate() {
+            let d = &a.decision;
+            let p = a.payoff.as_ref();
+            let at = 3 + AWARD_INSERT_COLS * i;
+            st.raw_bind_parameter(at, &a.fiscal_code)?;
+            st.raw_bind_parameter(at + 1, d.amount.cents())?;
+            st.raw_bind_parameter(at + 2, d.cashback.cents())?;
+            st.raw_bind_parameter(at + 3, d.jackpot.cents())?;
+            st.raw_bind_parameter(at + 4, d.typology.code())?;
+            st.raw_bind_parameter(at + 5, d.transactions)?;
+            st.raw_bind_parameter(at + 6, d.rank)?;
+            st.raw_bind_parameter(at + 7, a.score_total.cents())?;
+            st.raw_bind_parameter(at + 8, d.period_cap_applied)?;
+            st.raw_bind_parameter(at + 9, a.status().as_str())?;
+            st.raw_bind_parameter(at + 10, p.map(|p| &p.iban))?;
+            st.raw_bind_parameter(at + 11, p.map(|p| &p.instr_type))?;
+            st.raw_bind_parameter(at + 12, p.and_then(|p| p.account_holder_cf.as_ref()))?;
+            st.raw_bind_parameter(at + 13, p.and_then(|p| p.account_holder_name.as_ref()))?;
+            st.raw_bind_parameter(at + 14, p.and_then(|p| p.account_holder_surname.as_ref()))?;
+            st.raw_bind_parameter(at + 15, p.map(|p| &p.check_status))?;
+            st.raw_bind_parameter(at + 16, p.and_then(|p| p.technical_account_holder.as_ref()))?;
+            st.raw_bind_parameter(at + 17, p.and_then(|p| p.issuer_card_id.as_ref()))?;
         }
+        let mut inserted: Vec<(i64, String)> = Vec::with_capacity(chunk.len());
+        let mut rows = st.raw_query();
+        while let Some(r) = rows.next()? {
+            inserted.push((r.get(0)?, r.get(1)?));
+        }
+        drop(rows);
+        // RETURNING's order is unspecified: the notices follow the batch's order.
+        let ids: std::collections::HashMap<&str, i64> = inserted.iter().map(|(id, cf)| (cf.as_str(), *id)).collect();
+        let items: Vec<(String, String, String)> = chunk
+            .iter()
+            .filter_map(|a| {
+                let &award_id = ids.get(a.fiscal_code.as_str())?;
+                let payload = notices(NoticeFor::AwardComputed { period, award_id, award: a });
+                Some((format!("award:{}:{}", period.id, a.fiscal_code), a.fiscal_code.clone(), payload))
+            })
+            .collect();
+        enqueue_many(c, &items, now_us)?;
     }
     Ok(())
 }
 
+/// The "not eligible" notices of a batch (key, fiscal code, payload), rendered before the batch
+/// reaches the writer (they do not depend on anything the writer assigns).
+fn render_not_eligible(
+    period: &AwardPeriod,
+    rows: Vec<NotEligible>,
+    notices: RenderNotice,
+) -> Vec<(String, String, String)> {
+    rows.into_iter()
+        .map(|r| {
+            let payload = notices(NoticeFor::NotEligible { period, row: &r });
+            (format!("not-eligible:{}:{}", period.id, r.fiscal_code), r.fiscal_code, payload)
+        })
+        .collect()
+}
+
+#[allow(clippy::ptr_arg)] // an `insert` of `write_in_batches`: `&U` with `U = Vec<_>`
 fn insert_not_eligible(
     c: &Connection,
-    period: &AwardPeriod,
-    rows: &[NotEligible],
-    notices: RenderNotice,
+    _: &AwardPeriod,
+    items: &Vec<(String, String, String)>,
+    _: RenderNotice,
     now_us: i64,
 ) -> rusqlite::Result<()> {
-    for r in rows {
-        let payload = notices(NoticeFor::NotEligible { period, row: r });
-        enqueue(c, &format!("not-eligible:{}:{}", period.id, r.fiscal_code), &r.fiscal_code, &payload, now_us)?;
-    }
+    enqueue_many(c, items, now_us)?;
     Ok(())
 }
 
@@ -308,13 +430,23 @@ fn assign_file(
         params![run_id, name, chunk, total, now_us],
     )?;
     let file_id = c.last_insert_rowid();
-    c.execute(
-        &format!(
-            "UPDATE award SET status = 'SENT', payout_file_id = ?1, updated_at = ?2 WHERE award_id IN \
-             (SELECT award_id FROM award WHERE {PAYABLE} ORDER BY award_id LIMIT ?3)"
-        ),
-        params![file_id, now_us, rows as i64],
-    )?;
+    if rows > 0 {
+        // The first `rows` payable awards by id: everything payable up to the last of them (a range
+        // on the status index, instead of an `IN` list of every id).
+        let last: Option<i64> = c
+            .query_row(
+                &format!("SELECT award_id FROM award WHERE {PAYABLE} ORDER BY award_id LIMIT 1 OFFSET ?1"),
+                [rows.saturating_sub(1) as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        c.execute(
+            &format!(
+                "UPDATE award SET status = 'SENT', payout_file_id = ?1, updated_at = ?2 WHERE {PAYABLE} AND award_id <= ?3"
+            ),
+            params![file_id, now_us, last.unwrap_or(i64::MAX)],
+        )?;
+    }
     let (n, amount): (i64, i64) = c.query_row(
         "SELECT count(*), coalesce(sum(amount_cents), 0) FROM award WHERE payout_file_id = ?1",
         [file_id],
@@ -584,6 +716,14 @@ fn decide_complaint(
     Ok(DecideComplaintOutcome::Decided(done))
 }
 
+/// The answer of a job queued with `SqliteStore::submit`.
+async fn wait_job(job: Option<tokio::sync::oneshot::Receiver<StoreResult<()>>>) -> StoreResult<()> {
+    match job {
+        Some(rx) => rx.await.map_err(|_| StoreError::Unavailable("writer stopped before answering".into()))?,
+        None => Ok(()),
+    }
+}
+
 impl SqliteStore {
     /// The close's inserts: awards (with their notices), then the not-eligible notices, in
     /// writer jobs of [`WRITE_BATCH`] rows.
@@ -596,29 +736,47 @@ impl SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<()> {
         let period = Arc::new(period.clone());
-        self.write_in_batches(&period, awards, notices, now, insert_awards).await?;
-        self.write_in_batches(&period, not_eligible, notices, now, insert_not_eligible).await
+        self.write_in_batches(&period, awards, notices, now, |_, batch, _| batch, insert_awards).await?;
+        self.write_in_batches(&period, not_eligible, notices, now, render_not_eligible, insert_not_eligible).await
     }
 
-    /// `insert` over `items`, one writer job per [`WRITE_BATCH`] items.
-    async fn write_in_batches<T: Send + Sync + 'static>(
+    /// `insert` over `items`, one writer job per [`WRITE_BATCH`] items, each batch first turned
+    /// into what the job writes by `prepare` off the writer (while the writer runs the previous
+    /// jobs).
+    async fn write_in_batches<T: Send + 'static, U: Send + Sync + 'static>(
         &self,
         period: &Arc<AwardPeriod>,
         items: Vec<T>,
         notices: RenderNotice,
         now: OffsetDateTime,
-        insert: fn(&Connection, &AwardPeriod, &[T], RenderNotice, i64) -> rusqlite::Result<()>,
+        prepare: fn(&AwardPeriod, Vec<T>, RenderNotice) -> U,
+        insert: fn(&Connection, &AwardPeriod, &U, RenderNotice, i64) -> rusqlite::Result<()>,
     ) -> StoreResult<()> {
         let now_us = micros(now);
         let mut items = items.into_iter();
+        // The next job is queued while the previous one commits and syncs, so the writer never
+        // idles between two batches; at most [`JOBS_IN_FLIGHT`] are queued (the API's requests
+        // still get their turn between jobs).
+        let mut in_flight = std::collections::VecDeque::new();
         loop {
             let batch: Vec<T> = items.by_ref().take(WRITE_BATCH).collect();
             if batch.is_empty() {
-                return Ok(());
+                break;
             }
             let p = period.clone();
-            self.write(move |c| insert(c, &p, &batch, notices, now_us)).await?;
+            let batch = tokio::task::spawn_blocking(move || prepare(&p, batch, notices))
+                .await
+                .map_err(|e| StoreError::Other(format!("close task failed: {e}")))?;
+            if in_flight.len() >= JOBS_IN_FLIGHT {
+                wait_job(in_flight.pop_front()).await?;
+            }
+            let p = period.clone();
+            in_flight.push_back(self.submit(move |c| insert(c, &p, &batch, notices, now_us))?);
         }
+        while let Some(job) = in_flight.pop_front() {
+            wait_job(Some(job)).await?;
+        }
+        Ok(())
     }
 
     /// A read-only connection of its own for a long scan (kept off the shared reader pool).

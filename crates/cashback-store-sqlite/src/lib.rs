@@ -290,6 +290,16 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
+        let rx = self.submit(f)?;
+        rx.await.map_err(|_| StoreError::Unavailable("writer stopped before answering".into()))?
+    }
+
+    /// Queue a write for the writer thread now; the receiver answers once it is durably
+    /// committed. Lets a bulk step queue its next job while the previous one commits.
+    fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<oneshot::Receiver<StoreResult<T>>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable("store is shutting down".into()));
         }
@@ -308,16 +318,13 @@ impl SqliteStore {
             (ok, reply)
         });
         match self.queue.try_send(Msg::Job(job)) {
-            Ok(()) => {}
+            Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::counter!("cashback_writer_rejected_total").increment(1);
-                return Err(StoreError::Busy("writer queue full".into()));
+                Err(StoreError::Busy("writer queue full".into()))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(StoreError::Unavailable("writer stopped".into()));
-            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Unavailable("writer stopped".into())),
         }
-        rx.await.map_err(|_| StoreError::Unavailable("writer stopped before answering".into()))?
     }
 
     /// Add a file's rows to the lookup tables (migration 0004) before it is marked DONE, one

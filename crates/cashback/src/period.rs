@@ -106,49 +106,63 @@ pub async fn write_payout_file(
     file: &PayoutFile,
     periods: &[AwardPeriod],
 ) -> anyhow::Result<WrittenFile> {
+    let started = std::time::Instant::now();
     let awards = store.payout_file_awards(file.payout_file_id).await?;
     let rows = payout_rows(&awards, periods)?;
+    let read_s = started.elapsed().as_secs_f64();
     let totals = cashback_payout::ControlTotals::of(&rows);
     if totals.rows != file.rows || totals.amount_cents != file.amount.cents() {
         bail!("payout file {}: rows do not match the file's control totals", file.name);
     }
-    let csv = cashback_payout::consap_file(&rows);
-    let sha = hex::encode(Sha256::digest(&csv));
-    if let Some(recorded) = file.sha256.as_deref().filter(|r| *r != sha) {
-        bail!("payout file {}: regenerated digest {sha} differs from the recorded {recorded}", file.name);
-    }
-    std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("payout.out_dir {}", cfg.out_dir.display()))?;
-    let mut paths = Vec::new();
-    let (sidecar_name, sidecar) = cashback_payout::sha256_sidecar(&file.name, &csv);
-    match &cfg.agent_public_key_file {
-        Some(key_path) => {
-            let armored = std::fs::read_to_string(key_path)
-                .with_context(|| format!("payout.agent_public_key_file {}", key_path.display()))?;
-            let key = cashback_pgp::RecipientKey::from_armored(&armored)
-                .with_context(|| format!("payout.agent_public_key_file {}", key_path.display()))?;
-            let mut out = Vec::with_capacity(csv.len() / 2);
-            key.encrypt(&csv[..], &mut out)?;
-            paths.push(write_atomic(&cfg.out_dir, &format!("{}.pgp", file.name), &out)?);
+    // The pain.001 twin is rendered on a thread of its own while the CSV is built, digested and
+    // encrypted; it is written only after the digest check, like every other output.
+    let (paths, sha) = std::thread::scope(|s| -> anyhow::Result<(Vec<PathBuf>, String)> {
+        let sepa = cfg.sepa.as_ref().map(|sepa| {
+            let rows = &rows;
+            s.spawn(move || {
+                let batch = cashback_payout::SepaBatch {
+                    message_id: format!("CASHBACK-{}-{}", file.run_id, file.payout_file_id),
+                    created: file.created_at,
+                    execution_date: rome_date(file.created_at).next_day().unwrap_or(rome_date(file.created_at)),
+                    debtor: cashback_payout::SepaDebtor {
+                        name: sepa.debtor_name.clone(),
+                        iban: sepa.debtor_iban.clone(),
+                        bic: sepa.debtor_bic.clone(),
+                    },
+                };
+                cashback_payout::pain001(&batch, rows).map_err(|e| anyhow::anyhow!("{}: {e}", file.name))
+            })
+        });
+        let csv = cashback_payout::consap_file(&rows);
+        let sha = hex::encode(Sha256::digest(&csv));
+        if let Some(recorded) = file.sha256.as_deref().filter(|r| *r != sha) {
+            bail!("payout file {}: regenerated digest {sha} differs from the recorded {recorded}", file.name);
         }
-        None => paths.push(write_atomic(&cfg.out_dir, &file.name, &csv)?),
-    }
-    paths.push(write_atomic(&cfg.out_dir, &sidecar_name, &sidecar)?);
-    if let Some(sepa) = &cfg.sepa {
-        let batch = cashback_payout::SepaBatch {
-            message_id: format!("CASHBACK-{}-{}", file.run_id, file.payout_file_id),
-            created: file.created_at,
-            execution_date: rome_date(file.created_at).next_day().unwrap_or(rome_date(file.created_at)),
-            debtor: cashback_payout::SepaDebtor {
-                name: sepa.debtor_name.clone(),
-                iban: sepa.debtor_iban.clone(),
-                bic: sepa.debtor_bic.clone(),
-            },
-        };
-        let xml = cashback_payout::pain001(&batch, &rows).map_err(|e| anyhow::anyhow!("{}: {e}", file.name))?;
-        let xml_name = format!("{}.xml", file.name.trim_end_matches(".csv"));
-        paths.push(write_atomic(&cfg.out_dir, &xml_name, &xml)?);
-    }
+        std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("payout.out_dir {}", cfg.out_dir.display()))?;
+        let mut paths = Vec::new();
+        let (sidecar_name, sidecar) = cashback_payout::sha256_sidecar(&file.name, &csv);
+        match &cfg.agent_public_key_file {
+            Some(key_path) => {
+                let armored = std::fs::read_to_string(key_path)
+                    .with_context(|| format!("payout.agent_public_key_file {}", key_path.display()))?;
+                let key = cashback_pgp::RecipientKey::from_armored(&armored)
+                    .with_context(|| format!("payout.agent_public_key_file {}", key_path.display()))?;
+                let mut out = Vec::with_capacity(csv.len() / 2);
+                key.encrypt(&csv[..], &mut out)?;
+                paths.push(write_atomic(&cfg.out_dir, &format!("{}.pgp", file.name), &out)?);
+            }
+            None => paths.push(write_atomic(&cfg.out_dir, &file.name, &csv)?),
+        }
+        paths.push(write_atomic(&cfg.out_dir, &sidecar_name, &sidecar)?);
+        if let Some(xml) = sepa {
+            let xml = xml.join().map_err(|_| anyhow::anyhow!("{}: the pain.001 thread panicked", file.name))??;
+            let xml_name = format!("{}.xml", file.name.trim_end_matches(".csv"));
+            paths.push(write_atomic(&cfg.out_dir, &xml_name, &xml)?);
+        }
+        Ok((paths, sha))
+    })?;
     store.payout_file_written(file.payout_file_id, &sha).await?;
+    tracing::info!(file = %file.name, rows = file.rows, read_s, total_s = started.elapsed().as_secs_f64(), "payout file written");
     Ok(WrittenFile {
         payout_file_id: file.payout_file_id,
         name: file.name.clone(),
@@ -212,7 +226,9 @@ pub async fn run_payout(
     now: OffsetDateTime,
 ) -> anyhow::Result<(PayoutPreparation, Vec<WrittenFile>)> {
     check_payout_config(cfg)?;
+    let started = std::time::Instant::now();
     let prep = store.prepare_payout(cfg.max_rows, name_payout_file, render_notice, now).await?;
+    tracing::info!(files = prep.files.len(), prepare_s = started.elapsed().as_secs_f64(), "payout run prepared");
     let periods = store.list_award_periods().await?;
     let mut written = Vec::new();
     let mut failed = Vec::new();
