@@ -540,20 +540,58 @@ pub async fn run_dispatcher(store: Arc<dyn Store>, sender: Arc<dyn Sender>, cfg:
 
 // ---- scheduler ----
 
-/// How long a claimed job may run before another node takes it over.
-const JOB_STALE_AFTER: time::Duration = time::Duration::hours(2);
+/// The lease of a claimed job: a node that stops renewing it (it died, or the job failed) loses
+/// the job to the next tick of any node once this long has passed since the last renewal.
+const JOB_LEASE: time::Duration = time::Duration::minutes(2);
+
+/// How often a running job renews its lease (well within [`JOB_LEASE`]).
+const JOB_HEARTBEAT: Duration = Duration::from_secs(20);
 
 async fn once<F, Fut>(store: &Arc<dyn Store>, job: &str, now: OffsetDateTime, f: F) -> anyhow::Result<bool>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<String>>,
 {
-    if !store.claim_job(job, JOB_STALE_AFTER, now).await? {
+    once_leased(store, job, now, JOB_LEASE, JOB_HEARTBEAT, f).await
+}
+
+/// Run `f` if this node claims `job`, renewing the claim every `heartbeat` while it runs.
+/// Renewing is claiming again with no staleness allowed: only this job's unfinished claim is
+/// moved forward (to `now` plus the time elapsed since, so a drill's simulated clock stays
+/// consistent); a finished job is left alone. A job that fails stays unfinished and is taken
+/// over `lease` after its last renewal.
+async fn once_leased<F, Fut>(
+    store: &Arc<dyn Store>,
+    job: &str,
+    now: OffsetDateTime,
+    lease: time::Duration,
+    heartbeat: Duration,
+    f: F,
+) -> anyhow::Result<bool>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    if !store.claim_job(job, lease, now).await? {
         return Ok(false);
     }
     tracing::info!(job, "scheduled job started");
-    let outcome = f().await?;
-    store.finish_job(job, &outcome, OffsetDateTime::now_utc()).await?;
+    let started = tokio::time::Instant::now();
+    let renew = {
+        let (store, job) = (store.clone(), job.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(heartbeat).await;
+                if let Err(e) = store.claim_job(&job, time::Duration::ZERO, now + started.elapsed()).await {
+                    tracing::warn!(job, error = %e, "renewing a scheduled job's lease failed");
+                }
+            }
+        })
+    };
+    let outcome = f().await;
+    renew.abort();
+    let outcome = outcome?;
+    store.finish_job(job, &outcome, now + started.elapsed()).await?;
     tracing::info!(job, outcome, "scheduled job done");
     Ok(true)
 }
@@ -561,7 +599,8 @@ where
 /// One scheduler tick: each step runs on its day, once across every node (job claims in the
 /// store). The day after a period ends: "period over" to enrolled citizens. On the close day:
 /// awards. Every day from the first close on: a payout run (late IBANs, re-issues,
-/// corrections). A failed step is left unfinished and taken over after [`JOB_STALE_AFTER`].
+/// corrections). A running step renews its claim; a failed step, or the step of a node that
+/// died, is left unfinished and taken over once its lease ([`JOB_LEASE`]) has run out.
 pub async fn scheduler_tick(
     store: &Arc<dyn Store>,
     cfg: &PayoutConfig,
@@ -894,6 +933,39 @@ mod tests {
         );
         let msg = cashback_notify::render("RSSMRA85T10A562S", &notice);
         assert!(msg.markdown.contains("3,40"), "{}", msg.markdown);
+    }
+
+    /// A running job's claim is renewed, so no other node takes it over however long it runs;
+    /// a claim nobody renews (its node died) is taken over once the lease has run out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn job_leases_are_renewed_while_the_job_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            cashback_store_sqlite::SqliteStore::open(dir.path().join("db.sqlite"), Default::default()).unwrap();
+        let now = time::macros::datetime!(2021-07-11 04:30:00 UTC);
+        let lease = time::Duration::milliseconds(600);
+        let started = tokio::time::Instant::now();
+        let running = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                once_leased(&store, "close:1", now, lease, Duration::from_millis(100), || async {
+                    tokio::time::sleep(Duration::from_millis(1_800)).await;
+                    Ok("done".to_owned())
+                })
+                .await
+                .unwrap()
+            })
+        };
+        // Three leases later, the job still runs and its claim is live.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert!(!store.claim_job("close:1", lease, now + started.elapsed()).await.unwrap(), "renewed");
+        assert!(running.await.unwrap());
+        assert!(store.job_done("close:1").await.unwrap());
+        assert!(!store.claim_job("close:1", lease, now + time::Duration::hours(9)).await.unwrap(), "finished");
+        // A node that claimed a job and died: taken over once the lease has run out, not before.
+        assert!(store.claim_job("close:2", lease, now).await.unwrap());
+        assert!(!store.claim_job("close:2", lease, now + time::Duration::milliseconds(500)).await.unwrap());
+        assert!(store.claim_job("close:2", lease, now + time::Duration::milliseconds(700)).await.unwrap());
     }
 
     #[test]
