@@ -82,7 +82,7 @@ impl RawConn {
                 }
                 self.buf.reserve(self.buf.len());
             }
-            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed by the server"));
             }
             let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -113,7 +113,7 @@ impl RawConn {
             head.checked_add(body_len).filter(|&t| t <= MAX_ANSWER).ok_or_else(|| invalid("answer too large"))?;
         while self.buf.len() < total {
             self.buf.reserve(total - self.buf.len());
-            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-body"));
             }
         }
@@ -123,16 +123,6 @@ impl RawConn {
         self.closed = close;
         Ok(Answer { status, retry_after, body: &self.buf[head..total] })
     }
-}
-
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let start = buf.len();
-    let cap = buf.capacity();
-    buf.resize(cap.max(start + 1024), 0);
-    let r = stream.read(&mut buf[start..]).await;
-    let n = *r.as_ref().unwrap_or(&0);
-    buf.truncate(start + n);
-    r
 }
 
 fn invalid(what: &str) -> io::Error {
