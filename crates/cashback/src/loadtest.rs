@@ -25,6 +25,7 @@
 //! (with `--server-pid`); plus a per-second timeline. Loopback only; bounded in time (at most
 //! 900 s of schedule plus one client timeout for the last answers).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -36,8 +37,8 @@ use cashback_api::auth::mint_dev_token;
 use cashback_api::state::Secret;
 use clap::Args;
 use hdrhistogram::Histogram;
+use hyper::Method;
 use hyper::header::HeaderValue;
-use hyper::{Method, Uri};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::bench::{self, bearer, fiscal_code, hpan};
@@ -286,7 +287,8 @@ struct Mix {
     unit: Vec<Kind>,
     auths: Vec<HeaderValue>,
     iban_bodies: Vec<Bytes>,
-    cards: Vec<(Uri, usize)>,
+    /// A card's path with its owner's index in `auths`.
+    cards: Vec<(String, usize)>,
     secret: Secret,
     exp_base: u64,
     /// First number of the new citizens enrolled by this run.
@@ -295,8 +297,8 @@ struct Mix {
 }
 
 impl Mix {
-    /// Request `k` of the schedule: (kind, method, uri, auth, body).
-    fn request(&self, k: u64) -> anyhow::Result<(Kind, Method, Uri, HeaderValue, Bytes)> {
+    /// Request `k` of the schedule: (kind, method, path, auth, body).
+    fn request(&self, k: u64) -> anyhow::Result<(Kind, Method, Cow<'_, str>, HeaderValue, Bytes)> {
         let len = self.unit.len() as u64;
         let kind = self.unit[(k % len) as usize];
         let mut rng = Rng(self.run_seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -305,29 +307,29 @@ impl Mix {
             Kind::CitizenPut => {
                 let n = self.new_citizens_from + ((k / len) % 3_000_000) as u32;
                 let token = mint_dev_token(&self.secret, &fiscal_code(n), self.exp_base);
-                (kind, Method::PUT, Uri::from_static("/bpd/io/citizen/v2"), bearer(&token)?, Bytes::from_static(b"{}"))
+                (kind, Method::PUT, Cow::Borrowed("/bpd/io/citizen/v2"), bearer(&token)?, Bytes::from_static(b"{}"))
             }
             Kind::AwardPeriods => (
                 kind,
                 Method::GET,
-                Uri::from_static("/bpd/io/award-periods/v2"),
+                Cow::Borrowed("/bpd/io/award-periods/v2"),
                 self.auths[citizen].clone(),
                 Bytes::new(),
             ),
             Kind::IbanPatch => (
                 kind,
                 Method::PATCH,
-                Uri::from_static("/bpd/io/citizen/v2"),
+                Cow::Borrowed("/bpd/io/citizen/v2"),
                 self.auths[citizen].clone(),
                 self.iban_bodies[citizen].clone(),
             ),
             Kind::CardPut => {
                 let path = format!("/bpd/io/payment-instruments/{}", hpan(self.run_seed, usize::MAX - 1, k));
-                (kind, Method::PUT, path.parse()?, self.auths[citizen].clone(), Bytes::new())
+                (kind, Method::PUT, Cow::Owned(path), self.auths[citizen].clone(), Bytes::new())
             }
             Kind::CardGet => {
-                let (uri, owner) = &self.cards[rng.below(self.cards.len() as u64) as usize];
-                (kind, Method::GET, uri.clone(), self.auths[*owner].clone(), Bytes::new())
+                let (path, owner) = &self.cards[rng.below(self.cards.len() as u64) as usize];
+                (kind, Method::GET, Cow::Borrowed(path.as_str()), self.auths[*owner].clone(), Bytes::new())
             }
         })
     }
@@ -387,7 +389,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
     let cards = pool
         .iter()
-        .map(|(p, t)| Ok((p.parse::<Uri>()?, *index.get(t.as_str()).context("card owner")?)))
+        .map(|(p, t)| Ok((p.clone(), *index.get(t.as_str()).context("card owner")?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let iban_bodies = (0..args.citizens)
         .map(|n| {
@@ -481,7 +483,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
                 let (mix, idle, tx, target) = (mix.clone(), idle.clone(), tx.clone(), args.target);
                 tokio::spawn(async move {
                     let (kind, outcome) = match mix.request(k) {
-                        Ok((kind, method, uri, auth, body)) => {
+                        Ok((kind, method, path, auth, body)) => {
                             let attempt = async {
                                 let conn = idle.lock().expect("idle connections").pop();
                                 let mut conn = match conn {
@@ -489,11 +491,10 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
                                     None => RawConn::connect(target).await?,
                                 };
                                 let mut request = Vec::with_capacity(512 + body.len());
-                                let path = uri.path_and_query().map_or("/", |p| p.as_str());
                                 rawhttp::write_request(
                                     &mut request,
                                     method.as_str(),
-                                    path,
+                                    &path,
                                     Some(auth.as_bytes()),
                                     &body,
                                 );
